@@ -1,0 +1,402 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// A Consumer reads records from Kafka and hands them to a Handler, one
+// goroutine per partition, storing a record's offset only after the handler
+// returned nil and committing stored offsets in the background, on revoke and
+// on shutdown.
+type Consumer struct {
+	cfg     cfg
+	handler Handler
+	kopts   []kgo.Opt
+
+	ran     atomic.Bool
+	running chan struct{}
+	cl      *kgo.Client
+	closing atomic.Bool
+
+	mu      sync.Mutex
+	workers map[tp]*worker
+
+	inFlight atomic.Int64
+	peak     atomic.Int64
+	paused   atomic.Int64
+	space    chan struct{}
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// Stats is a snapshot of a Consumer's buffers.
+type Stats struct {
+	InFlight     int64 // records fetched and not yet handled or dropped
+	PeakInFlight int64 // the largest InFlight seen since Run started
+	Paused       int64 // partitions whose fetching is paused by backpressure
+	Partitions   int   // partitions with a running worker
+}
+
+// New returns a Consumer that hands records to h. It checks the options and
+// returns an error wrapping ErrInvalidOption when they are incomplete or
+// conflict; it does not connect to Kafka until Run.
+func New(h Handler, opts ...Opt) (*Consumer, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: nil handler", ErrInvalidOption)
+	}
+	cfg := defaultCfg()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		cfg:     cfg,
+		handler: chain(h, cfg.middleware),
+		running: make(chan struct{}),
+		workers: make(map[tp]*worker),
+		space:   make(chan struct{}, 1),
+	}
+	var strategyOpts []kgo.Opt
+	if s := cfg.strategy; s != nil {
+		var err error
+		if strategyOpts, err = s.Setup(cfg.group); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+		}
+		c.handler = s.Wrap(c.handler)
+	}
+	c.kopts = c.clientOpts(strategyOpts)
+	return c, nil
+}
+
+// clientOpts returns the kgo options in the order that lets the user's
+// override the defaults and keeps the ones the Consumer owns last.
+func (c *Consumer) clientOpts(strategyOpts []kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SessionTimeout(45 * time.Second),
+		kgo.HeartbeatInterval(3 * time.Second),
+		kgo.RebalanceTimeout(5 * time.Minute),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+	}
+	if len(c.cfg.brokers) > 0 {
+		opts = append(opts, kgo.SeedBrokers(c.cfg.brokers...))
+	}
+	opts = append(opts, c.cfg.clientOpts...)
+	opts = append(opts, strategyOpts...)
+	opts = append(opts, kgo.ConsumeTopics(c.cfg.topics...))
+	if c.cfg.group == "" {
+		return opts
+	}
+	opts = append(opts,
+		kgo.ConsumerGroup(c.cfg.group),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(c.cfg.commitInterval),
+		kgo.AutoCommitCallback(func(cl *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			c.onCommit(cl, req, resp, err)
+		}),
+		kgo.OnPartitionsAssigned(c.onAssigned),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+	)
+	if s := c.cfg.strategy; s != nil {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.StartOffsets))
+	}
+	return opts
+}
+
+// Running returns a channel that is closed once Run has created the client
+// and the strategy has started.
+func (c *Consumer) Running() <-chan struct{} { return c.running }
+
+// Client returns the underlying client once Running is closed, nil before.
+func (c *Consumer) Client() *kgo.Client {
+	select {
+	case <-c.running:
+		return c.cl
+	default:
+		return nil
+	}
+}
+
+// Stats returns a snapshot of the Consumer's buffers.
+func (c *Consumer) Stats() Stats {
+	c.mu.Lock()
+	n := len(c.workers)
+	c.mu.Unlock()
+	return Stats{InFlight: c.inFlight.Load(), PeakInFlight: c.peak.Load(), Paused: c.paused.Load(), Partitions: n}
+}
+
+// Run consumes until ctx is done, then shuts down: it stops fetching, waits
+// up to the shutdown timeout for the records in hand, commits, leaves the
+// group and closes the client. It returns nil after a clean shutdown, an
+// error wrapping ErrDrainTimeout if handlers did not finish in time, the
+// commit's error if the last commit failed, and ErrRunTwice if called again.
+func (c *Consumer) Run(ctx context.Context) error {
+	if !c.ran.CompareAndSwap(false, true) {
+		return ErrRunTwice
+	}
+	cl, err := kgo.NewClient(c.kopts...)
+	if err != nil {
+		return fmt.Errorf("consumer: creating client: %w", err)
+	}
+	c.cl = cl
+	if s := c.cfg.strategy; s != nil {
+		if err := s.Start(ctx, cl); err != nil {
+			cl.Close()
+			return fmt.Errorf("consumer: starting %T: %w", s, err)
+		}
+	}
+	close(c.running)
+	c.poll(ctx)
+	return c.shutdown()
+}
+
+func (c *Consumer) poll(ctx context.Context) {
+	for {
+		free := int64(c.cfg.maxInFlight) - c.inFlight.Load()
+		if free <= 0 {
+			select {
+			case <-c.space:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		fetches := c.cl.PollRecords(ctx, int(free))
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			c.cl.AllowRebalance()
+			return
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			c.cfg.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
+		})
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if o := c.cfg.observer; o != nil {
+				o.Polled(p)
+			}
+			if len(p.Records) > 0 {
+				c.dispatch(p.Topic, p.Partition, p.Records)
+			}
+		})
+		c.cl.AllowRebalance()
+	}
+}
+
+func (c *Consumer) dispatch(topic string, partition int32, recs []*kgo.Record) {
+	key := tp{topic, partition}
+	c.mu.Lock()
+	w := c.workers[key]
+	if w == nil {
+		w = newWorker(c, key)
+		c.workers[key] = w
+		go w.run()
+	}
+	c.mu.Unlock()
+	n := c.inFlight.Add(int64(len(recs)))
+	for {
+		p := c.peak.Load()
+		if n <= p || c.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	w.push(recs)
+}
+
+// release takes n records off the in-flight count and wakes the poll loop if
+// that made room.
+func (c *Consumer) release(n int) {
+	if n == 0 {
+		return
+	}
+	if c.inFlight.Add(-int64(n))+int64(n) >= int64(c.cfg.maxInFlight) {
+		select {
+		case c.space <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// takeWorkers removes the workers of the given partitions, or all if
+// partitions is nil, and returns them.
+func (c *Consumer) takeWorkers(partitions map[string][]int32) []*worker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ws []*worker
+	if partitions == nil {
+		for k, w := range c.workers {
+			ws = append(ws, w)
+			delete(c.workers, k)
+		}
+		return ws
+	}
+	for topic, ps := range partitions {
+		for _, p := range ps {
+			if w := c.workers[tp{topic, p}]; w != nil {
+				ws = append(ws, w)
+				delete(c.workers, tp{topic, p})
+			}
+		}
+	}
+	return ws
+}
+
+// stopWorkers stops ws after the record in hand and waits up to timeout for
+// them; abandon cancels the handlers' contexts at once. Workers still running
+// at the deadline are cancelled and no longer store offsets. It reports
+// whether all stopped in time.
+func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool) bool {
+	for _, w := range ws {
+		if abandon {
+			w.cancel()
+		}
+		close(w.quit)
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for i, w := range ws {
+		select {
+		case <-w.done:
+		case <-deadline.C:
+			for _, w := range ws[i:] {
+				w.cancel()
+				c.cfg.logger.Warn("handler did not finish in time; its offset is not stored",
+					"topic", w.topic, "partition", w.partition)
+			}
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	c.cfg.logger.Info("partitions assigned", "partitions", assigned)
+	if o := c.cfg.observer; o != nil {
+		o.Rebalanced(Assigned, assigned)
+	}
+	if c.cfg.onAssigned != nil {
+		c.cfg.onAssigned(ctx, assigned)
+	}
+}
+
+func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	c.stopWorkers(c.takeWorkers(revoked), c.cfg.revokeTimeout, false)
+	if !c.closing.Load() {
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.revokeTimeout)
+		if err := c.commit(cctx); err != nil {
+			c.cfg.logger.Error("commit on revoke failed", "err", err)
+		}
+		cancel()
+	}
+	c.cfg.logger.Info("partitions revoked", "partitions", revoked)
+	if o := c.cfg.observer; o != nil {
+		o.Rebalanced(Revoked, revoked)
+	}
+	if c.cfg.onRevoked != nil {
+		c.cfg.onRevoked(ctx, revoked)
+	}
+}
+
+func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.stopWorkers(c.takeWorkers(lost), c.cfg.revokeTimeout, true)
+	c.cfg.logger.Warn("partitions lost; their offsets are not committed", "partitions", lost)
+	if o := c.cfg.observer; o != nil {
+		o.Rebalanced(Lost, lost)
+	}
+	if c.cfg.onLost != nil {
+		c.cfg.onLost(ctx, lost)
+	}
+}
+
+// commit commits the stored offsets synchronously.
+func (c *Consumer) commit(ctx context.Context) error {
+	marked := c.cl.MarkedOffsets()
+	if len(marked) == 0 {
+		return nil
+	}
+	var rerr error
+	c.cl.CommitOffsetsSync(ctx, marked, func(cl *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		rerr = c.onCommit(cl, req, resp, err)
+	})
+	return rerr
+}
+
+// onCommit reports a commit's outcome, for background and synchronous
+// commits alike, and returns its first error.
+func (c *Consumer) onCommit(_ *kgo.Client, req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) error {
+	if err == nil {
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil {
+					err = fmt.Errorf("committing %s/%d: %w", t.Topic, p.Partition, perr)
+					break
+				}
+			}
+		}
+	}
+	if err != nil {
+		c.cfg.logger.Warn("commit failed", "err", err)
+	}
+	if o := c.cfg.observer; o != nil {
+		o.Committed(acceptedOffsets(req, resp), err)
+	}
+	return err
+}
+
+// acceptedOffsets returns the offsets of req whose partitions resp accepted.
+func acceptedOffsets(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse) map[string]map[int32]int64 {
+	if req == nil || resp == nil {
+		return nil
+	}
+	ok := make(map[tp]bool)
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode == 0 {
+				ok[tp{t.Topic, p.Partition}] = true
+			}
+		}
+	}
+	out := make(map[string]map[int32]int64)
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			if !ok[tp{t.Topic, p.Partition}] {
+				continue
+			}
+			if out[t.Topic] == nil {
+				out[t.Topic] = make(map[int32]int64)
+			}
+			out[t.Topic][p.Partition] = p.Offset
+		}
+	}
+	return out
+}
+
+func (c *Consumer) shutdown() error {
+	var errs []error
+	if !c.stopWorkers(c.takeWorkers(nil), c.cfg.shutdownTimeout, false) {
+		errs = append(errs, fmt.Errorf("%w after %v", ErrDrainTimeout, c.cfg.shutdownTimeout))
+	}
+	if c.cfg.group != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.revokeTimeout)
+		if err := c.commit(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("consumer: final commit: %w", err))
+		}
+		cancel()
+	}
+	c.closing.Store(true)
+	c.cl.Close()
+	return errors.Join(errs...)
+}

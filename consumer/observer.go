@@ -1,0 +1,66 @@
+package consumer
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Event names a change of the partitions a Consumer owns.
+type Event int
+
+const (
+	Assigned Event = iota // partitions were assigned
+	Revoked               // partitions were revoked, their offsets committed
+	Lost                  // partitions were lost, nothing committed
+)
+
+func (e Event) String() string {
+	switch e {
+	case Assigned:
+		return "assigned"
+	case Revoked:
+		return "revoked"
+	case Lost:
+		return "lost"
+	}
+	return "unknown"
+}
+
+// An Observer is told what a Consumer does, for metrics and health checks
+// (package lag implements one). Its methods are called from the Consumer's
+// goroutines, concurrently, and must return quickly.
+type Observer interface {
+	// Polled is called for every partition of every poll, with the
+	// partition's high watermark and the records handed to its worker.
+	Polled(p kgo.FetchTopicPartition)
+	// Handled is called after every call of the handler.
+	Handled(r *kgo.Record, took time.Duration, err error)
+	// Committed is called after every commit with the offsets the broker
+	// accepted (the next offset to read, by topic and partition) or the
+	// error of the attempt.
+	Committed(offsets map[string]map[int32]int64, err error)
+	// Rebalanced is called after partitions were assigned, revoked or lost.
+	Rebalanced(e Event, partitions map[string][]int32)
+	// Paused is called when fetching of a partition is paused or resumed.
+	Paused(topic string, partition int32, paused bool)
+}
+
+// A Strategy decides where a Consumer starts reading after a restart and how
+// it treats records it has already seen. Package recovery holds the
+// implementations: FullReplay, CheckpointSkip and Stateless.
+type Strategy interface {
+	// Setup is called once by New with the configured group ("" for none).
+	// It returns an error if the strategy cannot run that way, and any
+	// kgo options it needs.
+	Setup(group string) ([]kgo.Opt, error)
+	// Start is called by Run once the client exists, before the first poll.
+	Start(ctx context.Context, cl *kgo.Client) error
+	// StartOffsets is called, in a group, each time partitions are
+	// assigned, with the offsets the group committed; it returns where
+	// each partition starts.
+	StartOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error)
+	// Wrap wraps the handler, middleware included.
+	Wrap(h Handler) Handler
+}

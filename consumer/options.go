@@ -1,0 +1,243 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Opt configures a Consumer.
+type Opt interface{ apply(*cfg) }
+
+type opt func(*cfg)
+
+func (o opt) apply(c *cfg) { o(c) }
+
+// PartitionsFunc is called with the partitions of a rebalance event, by topic.
+type PartitionsFunc func(ctx context.Context, partitions map[string][]int32)
+
+type cfg struct {
+	brokers    []string
+	topics     []string
+	group      string
+	clientOpts []kgo.Opt
+
+	commitInterval  time.Duration
+	maxInFlight     int
+	maxPerPartition int
+	revokeTimeout   time.Duration
+	shutdownTimeout time.Duration
+	retryMin        time.Duration
+	retryMax        time.Duration
+
+	onAssigned PartitionsFunc
+	onRevoked  PartitionsFunc
+	onLost     PartitionsFunc
+
+	logger     *slog.Logger
+	middleware []Middleware
+	strategy   Strategy
+	observer   Observer
+
+	errs []error
+}
+
+func defaultCfg() cfg {
+	return cfg{
+		commitInterval:  time.Second,
+		maxInFlight:     10_000,
+		maxPerPartition: 1_000,
+		revokeTimeout:   30 * time.Second,
+		shutdownTimeout: 30 * time.Second,
+		retryMin:        100 * time.Millisecond,
+		retryMax:        10 * time.Second,
+		logger:          slog.Default(),
+	}
+}
+
+// SeedBrokers sets the brokers to bootstrap from, as host:port. It is a
+// shortcut for ClientOpts(kgo.SeedBrokers(...)); the default is
+// 127.0.0.1:9092 (Java: bootstrap.servers).
+func SeedBrokers(addrs ...string) Opt {
+	return opt(func(c *cfg) { c.brokers = append(c.brokers, addrs...) })
+}
+
+// Topics sets the topics to consume. At least one is required.
+func Topics(topics ...string) Opt {
+	return opt(func(c *cfg) { c.topics = append(c.topics, topics...) })
+}
+
+// Group sets the consumer group. With a group, partitions are shared among
+// the group's members and offsets are committed to it; without one, the
+// Consumer reads every partition of its topics and commits nothing (Java:
+// group.id).
+func Group(id string) Opt {
+	return opt(func(c *cfg) { c.group = id })
+}
+
+// ClientOpts passes options through to the underlying kgo.Client, for TLS,
+// SASL, fetch sizes, balancers, timeouts and the like. They apply after the
+// Consumer's defaults (session timeout 45 s, heartbeat 3 s, rebalance timeout
+// 5 min, cooperative-sticky balancing), so they override them.
+//
+// Options the Consumer must own to keep its guarantees are refused by New
+// with an error: consuming topics and groups (use Topics and Group), the
+// partition callbacks (use OnAssigned, OnRevoked, OnLost), committing
+// (use CommitInterval), BlockRebalanceOnPoll and AdjustFetchOffsetsFn.
+func ClientOpts(opts ...kgo.Opt) Opt {
+	return opt(func(c *cfg) {
+		for _, o := range opts {
+			if name := ownedOpt(o); name != "" {
+				c.errs = append(c.errs, fmt.Errorf("%w: kgo.%s is managed by the consumer", ErrInvalidOption, name))
+				continue
+			}
+			c.clientOpts = append(c.clientOpts, o)
+		}
+	})
+}
+
+// CommitInterval sets how often stored offsets are committed in the
+// background; the default is 1 s (Java: auto.commit.interval.ms). Offsets are
+// also committed synchronously on revoke and once more on shutdown.
+func CommitInterval(d time.Duration) Opt {
+	return opt(func(c *cfg) { c.commitInterval = d })
+}
+
+// MaxInFlight bounds the records fetched but not yet handled, across all
+// partitions; the default is 10,000. Polling stops while the bound is reached,
+// so memory stays bounded however large the backlog is.
+func MaxInFlight(n int) Opt {
+	return opt(func(c *cfg) { c.maxInFlight = n })
+}
+
+// MaxInFlightPerPartition sets how many records of one partition may wait
+// before fetching of that partition is paused; the default is 1,000. Fetching
+// resumes once half of them are handled. Records that arrived in the same
+// poll as the one reaching the bound are kept, so a partition may briefly
+// hold more; the MaxInFlight total is never exceeded.
+func MaxInFlightPerPartition(n int) Opt {
+	return opt(func(c *cfg) { c.maxPerPartition = n })
+}
+
+// RevokeTimeout bounds how long a revoke or a lost partition waits for the
+// record in hand to finish; the default is 30 s. After it, the handler's
+// context is cancelled. Keep it below the rebalance timeout.
+func RevokeTimeout(d time.Duration) Opt {
+	return opt(func(c *cfg) { c.revokeTimeout = d })
+}
+
+// ShutdownTimeout bounds how long Run waits, once its context is done, for
+// the records in hand to finish before it cancels their context, commits and
+// leaves the group; the default is 30 s.
+func ShutdownTimeout(d time.Duration) Opt {
+	return opt(func(c *cfg) { c.shutdownTimeout = d })
+}
+
+// RetryBackoff sets the capped exponential backoff, with jitter, between
+// calls of a handler that keeps failing on the same record; the defaults are
+// 100 ms and 10 s.
+func RetryBackoff(min, max time.Duration) Opt {
+	return opt(func(c *cfg) { c.retryMin, c.retryMax = min, max })
+}
+
+// OnAssigned sets a function called after partitions are assigned to this
+// member and before they are fetched.
+func OnAssigned(fn PartitionsFunc) Opt {
+	return opt(func(c *cfg) { c.onAssigned = fn })
+}
+
+// OnRevoked sets a function called after revoked partitions finished their
+// record in hand and their offsets were committed.
+func OnRevoked(fn PartitionsFunc) Opt {
+	return opt(func(c *cfg) { c.onRevoked = fn })
+}
+
+// OnLost sets a function called after partitions were lost, for example on
+// session expiry. Their offsets are not committed: another member may own
+// them already.
+func OnLost(fn PartitionsFunc) Opt {
+	return opt(func(c *cfg) { c.onLost = fn })
+}
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Opt {
+	return opt(func(c *cfg) { c.logger = l })
+}
+
+// Use wraps the handler with middleware; the first is the outermost.
+func Use(mw ...Middleware) Opt {
+	return opt(func(c *cfg) { c.middleware = append(c.middleware, mw...) })
+}
+
+// WithStrategy sets how the Consumer recovers its position after a restart;
+// package recovery holds the strategies. Without one, a Consumer with a group
+// resumes from its committed offsets.
+func WithStrategy(s Strategy) Opt {
+	return opt(func(c *cfg) { c.strategy = s })
+}
+
+// WithObserver sets an Observer told of what the Consumer does, for metrics
+// and health (package lag).
+func WithObserver(o Observer) Opt {
+	return opt(func(c *cfg) { c.observer = o })
+}
+
+func (c *cfg) validate() error {
+	errs := c.errs
+	if len(c.topics) == 0 {
+		errs = append(errs, fmt.Errorf("%w: no topics", ErrInvalidOption))
+	}
+	if c.commitInterval <= 0 {
+		errs = append(errs, fmt.Errorf("%w: CommitInterval %v must be positive", ErrInvalidOption, c.commitInterval))
+	}
+	if c.maxInFlight < 1 || c.maxPerPartition < 1 {
+		errs = append(errs, fmt.Errorf("%w: in-flight limits must be at least 1", ErrInvalidOption))
+	}
+	if c.revokeTimeout <= 0 || c.shutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("%w: timeouts must be positive", ErrInvalidOption))
+	}
+	if c.retryMin <= 0 || c.retryMax < c.retryMin {
+		errs = append(errs, fmt.Errorf("%w: RetryBackoff(%v, %v) needs 0 < min <= max", ErrInvalidOption, c.retryMin, c.retryMax))
+	}
+	if c.logger == nil {
+		errs = append(errs, fmt.Errorf("%w: nil logger", ErrInvalidOption))
+	}
+	return errors.Join(errs...)
+}
+
+// owned lists the kgo options the Consumer sets itself, by constructor name.
+var owned = map[string]bool{
+	"ConsumeTopics": true, "ConsumeRegex": true, "ConsumePartitions": true,
+	"ConsumerGroup": true, "OnPartitionsAssigned": true, "OnPartitionsRevoked": true,
+	"OnPartitionsLost": true, "BlockRebalanceOnPoll": true, "AdjustFetchOffsetsFn": true,
+	"AutoCommitMarks": true, "AutoCommitInterval": true, "DisableAutoCommit": true,
+	"GreedyAutoCommit": true, "AutoCommitCallback": true,
+}
+
+// ownedOpt returns the name of the kgo constructor that built o if the
+// Consumer owns that option, or "". kgo options are structs holding a closure
+// whose symbol is named after its constructor (kgo.ConsumerGroup.func1); kgo
+// reads option names the same way in Client.OptValues.
+func ownedOpt(o kgo.Opt) string {
+	v := reflect.ValueOf(o)
+	if v.Kind() != reflect.Struct || v.NumField() != 1 || v.Field(0).Kind() != reflect.Func {
+		return ""
+	}
+	fn := runtime.FuncForPC(v.Field(0).Pointer())
+	if fn == nil {
+		return ""
+	}
+	name := strings.TrimPrefix(fn.Name(), "github.com/twmb/franz-go/pkg/kgo.")
+	name, _, _ = strings.Cut(name, ".")
+	if owned[name] {
+		return name
+	}
+	return ""
+}

@@ -1,0 +1,199 @@
+package consumer
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// markEvery bounds how long a handled record waits before its offset is
+// stored, so a slow partition's progress reaches the next commit.
+const markEvery = 50 * time.Millisecond
+
+// A worker handles the records of one partition, in order.
+type worker struct {
+	c *Consumer
+	tp
+
+	ctx    context.Context // the handlers' context; cancelled when abandoned
+	cancel context.CancelFunc
+	quit   chan struct{} // closed to stop after the record in hand
+	done   chan struct{} // closed when run returns
+	wake   chan struct{}
+
+	mu      sync.Mutex
+	queue   []*kgo.Record
+	pending int // queued plus in hand
+	paused  bool
+}
+
+func newWorker(c *Consumer, key tp) *worker {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &worker{
+		c:      c,
+		tp:     key,
+		ctx:    ctx,
+		cancel: cancel,
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+		wake:   make(chan struct{}, 1),
+	}
+}
+
+// push queues records and pauses fetching of the partition once enough wait.
+func (w *worker) push(recs []*kgo.Record) {
+	w.mu.Lock()
+	w.queue = append(w.queue, recs...)
+	w.pending += len(recs)
+	if !w.paused && w.pending >= w.c.cfg.maxPerPartition {
+		w.paused = true
+		w.setPaused(true)
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// finished takes n records off the partition's count and resumes fetching
+// once half of the per-partition bound is free.
+func (w *worker) finished(n int) {
+	w.mu.Lock()
+	w.pending -= n
+	if w.paused && w.pending <= w.c.cfg.maxPerPartition/2 {
+		w.paused = false
+		w.setPaused(false)
+	}
+	w.mu.Unlock()
+	w.c.release(n)
+}
+
+// setPaused pauses or resumes fetching; the caller holds w.mu so that a pause
+// and a resume cannot cross.
+func (w *worker) setPaused(paused bool) {
+	m := map[string][]int32{w.topic: {w.partition}}
+	if paused {
+		w.c.cl.PauseFetchPartitions(m)
+		w.c.paused.Add(1)
+	} else {
+		w.c.cl.ResumeFetchPartitions(m)
+		w.c.paused.Add(-1)
+	}
+	if o := w.c.cfg.observer; o != nil {
+		o.Paused(w.topic, w.partition, paused)
+	}
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	var (
+		batch    []*kgo.Record
+		handled  *kgo.Record // last handled record whose offset is not stored yet
+		lastMark = time.Now()
+	)
+	defer func() {
+		w.store(handled)
+		w.mu.Lock()
+		n := w.pending
+		w.queue = nil
+		if w.paused {
+			w.paused = false
+			w.setPaused(false)
+		}
+		w.mu.Unlock()
+		w.finished(n)
+	}()
+	for {
+		w.mu.Lock()
+		clear(batch)
+		batch, w.queue = w.queue, batch[:0]
+		w.mu.Unlock()
+		if len(batch) == 0 {
+			w.store(handled)
+			handled = nil
+			select {
+			case <-w.wake:
+				continue
+			case <-w.quit:
+				return
+			}
+		}
+		for _, r := range batch {
+			select {
+			case <-w.quit:
+				return
+			default:
+			}
+			if !w.handle(r) {
+				return
+			}
+			handled = r
+			w.finished(1)
+			if time.Since(lastMark) >= markEvery {
+				w.store(handled)
+				handled = nil
+				lastMark = time.Now()
+			}
+		}
+	}
+}
+
+// store marks r's offset for the next commit, unless the partition was
+// abandoned (lost, or revoked past the timeout) and is no longer ours.
+func (w *worker) store(r *kgo.Record) {
+	if r == nil || w.c.cfg.group == "" || w.ctx.Err() != nil {
+		return
+	}
+	w.c.cl.MarkCommitRecords(r)
+}
+
+// handle calls the handler until it returns nil, backing off between
+// attempts. It returns false if the worker was stopped or abandoned first.
+func (w *worker) handle(r *kgo.Record) bool {
+	obs := w.c.cfg.observer
+	for attempt := 1; ; attempt++ {
+		var start time.Time
+		if obs != nil {
+			start = time.Now()
+		}
+		err := safeHandle(w.ctx, w.c.handler, r)
+		if obs != nil {
+			obs.Handled(r, time.Since(start), err)
+		}
+		if err == nil {
+			return true
+		}
+		if w.ctx.Err() != nil {
+			return false
+		}
+		wait := backoff(w.c.cfg.retryMin, w.c.cfg.retryMax, attempt)
+		w.c.cfg.logger.Warn("handler failed; retrying the record",
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+			"attempt", attempt, "backoff", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-w.quit:
+			t.Stop()
+			return false
+		case <-w.ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+}
+
+// backoff returns a capped exponential delay with jitter in [d/2, d).
+func backoff(min, max time.Duration, attempt int) time.Duration {
+	d := max
+	if attempt < 32 {
+		if e := min << (attempt - 1); e > 0 && e < max {
+			d = e
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
