@@ -137,5 +137,3 @@ func expectedOffsets(recs []*kgo.Record) map[int32][]int64 {
 	}
 	return out
 }
-
-
