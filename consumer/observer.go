@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"context"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -45,22 +44,4 @@ type Observer interface {
 	Rebalanced(e Event, partitions map[string][]int32)
 	// Paused is called when fetching of a partition is paused or resumed.
 	Paused(topic string, partition int32, paused bool)
-}
-
-// A Strategy decides where a Consumer starts reading after a restart and how
-// it treats records it has already seen. Package recovery holds the
-// implementations: FullReplay, CheckpointSkip and Stateless.
-type Strategy interface {
-	// Setup is called once by New with the configured group ("" for none).
-	// It returns an error if the strategy cannot run that way, and any
-	// kgo options it needs.
-	Setup(group string) ([]kgo.Opt, error)
-	// Start is called by Run once the client exists, before the first poll.
-	Start(ctx context.Context, cl *kgo.Client) error
-	// StartOffsets is called, in a group, each time partitions are
-	// assigned, with the offsets the group committed; it returns where
-	// each partition starts.
-	StartOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error)
-	// Wrap wraps the handler, middleware included.
-	Wrap(h Handler) Handler
 }
