@@ -103,9 +103,13 @@ func ClientOpts(opts ...kgo.Opt) Opt {
 	})
 }
 
+// minCommitInterval is the shortest autocommit interval kgo accepts.
+const minCommitInterval = 100 * time.Millisecond
+
 // CommitInterval sets how often stored offsets are committed in the
-// background; the default is 1 s (Java: auto.commit.interval.ms). Offsets are
-// also committed synchronously on revoke and once more on shutdown.
+// background; the default is 1 s, the minimum 100 ms (Java:
+// auto.commit.interval.ms). Offsets are also committed synchronously on
+// revoke and once more on shutdown.
 func CommitInterval(d time.Duration) Opt {
 	return opt(func(c *cfg) { c.commitInterval = d })
 }
@@ -194,8 +198,8 @@ func (c *cfg) validate() error {
 	if len(c.topics) == 0 {
 		errs = append(errs, fmt.Errorf("%w: no topics", ErrInvalidOption))
 	}
-	if c.commitInterval <= 0 {
-		errs = append(errs, fmt.Errorf("%w: CommitInterval %v must be positive", ErrInvalidOption, c.commitInterval))
+	if c.commitInterval < minCommitInterval {
+		errs = append(errs, fmt.Errorf("%w: CommitInterval %v is below %v", ErrInvalidOption, c.commitInterval, minCommitInterval))
 	}
 	if c.maxInFlight < 1 || c.maxPerPartition < 1 {
 		errs = append(errs, fmt.Errorf("%w: in-flight limits must be at least 1", ErrInvalidOption))

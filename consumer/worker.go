@@ -24,6 +24,8 @@ type worker struct {
 	done   chan struct{} // closed when run returns
 	wake   chan struct{}
 
+	handled *kgo.Record // last handled record whose offset is not stored yet; worker goroutine only
+
 	mu      sync.Mutex
 	queue   []*kgo.Record
 	pending int // queued plus in hand
@@ -92,11 +94,10 @@ func (w *worker) run() {
 	defer close(w.done)
 	var (
 		batch    []*kgo.Record
-		handled  *kgo.Record // last handled record whose offset is not stored yet
 		lastMark = time.Now()
 	)
 	defer func() {
-		w.store(handled)
+		w.store()
 		w.mu.Lock()
 		n := w.pending
 		w.queue = nil
@@ -113,8 +114,7 @@ func (w *worker) run() {
 		batch, w.queue = w.queue, batch[:0]
 		w.mu.Unlock()
 		if len(batch) == 0 {
-			w.store(handled)
-			handled = nil
+			w.store()
 			select {
 			case <-w.wake:
 				continue
@@ -131,20 +131,22 @@ func (w *worker) run() {
 			if !w.handle(r) {
 				return
 			}
-			handled = r
+			w.handled = r
 			w.finished(1)
 			if time.Since(lastMark) >= markEvery {
-				w.store(handled)
-				handled = nil
+				w.store()
 				lastMark = time.Now()
 			}
 		}
 	}
 }
 
-// store marks r's offset for the next commit, unless the partition was
-// abandoned (lost, or revoked past the timeout) and is no longer ours.
-func (w *worker) store(r *kgo.Record) {
+// store marks the last handled record's offset for the next commit, unless
+// the partition was abandoned (lost, or revoked past the timeout) and is no
+// longer ours.
+func (w *worker) store() {
+	r := w.handled
+	w.handled = nil
 	if r == nil || w.c.cfg.group == "" || w.ctx.Err() != nil {
 		return
 	}
@@ -170,6 +172,7 @@ func (w *worker) handle(r *kgo.Record) bool {
 		if w.ctx.Err() != nil {
 			return false
 		}
+		w.store() // the records before this one are done: let them commit while it retries
 		wait := backoff(w.c.cfg.retryMin, w.c.cfg.retryMax, attempt)
 		w.c.cfg.logger.Warn("handler failed; retrying the record",
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset,

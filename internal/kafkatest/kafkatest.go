@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -91,7 +92,10 @@ func (c *Cluster) Committed(t testing.TB, group, topic string) map[int32]int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := c.Admin.FetchOffsets(ctx, group)
-	if err != nil && !errors.Is(err, kadm.ErrEmpty) {
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{}
+	}
+	if err != nil {
 		t.Fatalf("fetching offsets of %s: %v", group, err)
 	}
 	out := make(map[int32]int64)
