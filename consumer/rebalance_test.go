@@ -1,0 +1,276 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
+)
+
+// member records, per partition, the runs of offsets it handled; a new run
+// starts each time the partition is assigned to it.
+type member struct {
+	mu   sync.Mutex
+	runs map[int32][][]int64
+	n    int
+}
+
+func newMember() *member { return &member{runs: make(map[int32][][]int64)} }
+
+func (m *member) assigned(_ context.Context, ps map[string][]int32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range ps[topic] {
+		m.runs[p] = append(m.runs[p], nil)
+	}
+}
+
+func (m *member) Handle(_ context.Context, r *kgo.Record) error {
+	time.Sleep(200 * time.Microsecond) // work, so the rebalance lands mid-stream
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	runs := m.runs[r.Partition]
+	if len(runs) == 0 {
+		runs = append(runs, nil)
+	}
+	runs[len(runs)-1] = append(runs[len(runs)-1], r.Offset)
+	m.runs[r.Partition] = runs
+	m.n++
+	return nil
+}
+
+func (m *member) total() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
+func TestRebalanceCommitsRevokedPartitionsBeforeTheyMove(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 6, topic)
+	produced := cluster.ProduceSeq(t, topic, 6000, 300)
+	a, b := newMember(), newMember()
+	var revokedA atomic.Int64
+	ca, err := consumer.New(a, testOpts(cluster, "g",
+		consumer.OnAssigned(a.assigned),
+		consumer.OnRevoked(func(_ context.Context, ps map[string][]int32) { revokedA.Add(int64(len(ps[topic]))) }),
+	)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopA := running(t, ca)
+	kafkatest.WaitFor(t, 20*time.Second, "the first member to get going", func() bool { return a.total() >= 600 })
+	cb, err := consumer.New(b, testOpts(cluster, "g", consumer.OnAssigned(b.assigned))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopB := running(t, cb)
+	kafkatest.WaitFor(t, 60*time.Second, "every record handled", func() bool { return a.total()+b.total() >= len(produced) })
+	if err := stopA(); err != nil {
+		t.Fatalf("Run a: %v", err)
+	}
+	if err := stopB(); err != nil {
+		t.Fatalf("Run b: %v", err)
+	}
+	if revokedA.Load() == 0 || b.total() == 0 {
+		t.Fatalf("no partition moved (revoked from a: %d, handled by b: %d)", revokedA.Load(), b.total())
+	}
+
+	handled := make(map[int32]map[int64]int)
+	for name, m := range map[string]*member{"a": a, "b": b} {
+		for p, runs := range m.runs {
+			for _, run := range runs {
+				for i := 1; i < len(run); i++ {
+					if run[i] != run[i-1]+1 {
+						t.Fatalf("member %s, partition %d: offset %d after %d within one assignment", name, p, run[i], run[i-1])
+					}
+				}
+				for _, o := range run {
+					if handled[p] == nil {
+						handled[p] = make(map[int64]int)
+					}
+					handled[p][o]++
+				}
+			}
+		}
+	}
+	dups := 0
+	for p, offs := range expectedOffsets(produced) {
+		for _, o := range offs {
+			switch n := handled[p][o]; {
+			case n == 0:
+				t.Fatalf("partition %d offset %d never handled", p, o)
+			case n > 1:
+				dups += n - 1
+			}
+		}
+	}
+	// A revoked partition finishes its record in hand and commits before
+	// it moves, and records fetched but not started are not handled, so a
+	// rebalance without timeouts duplicates nothing.
+	if dups != 0 {
+		t.Fatalf("%d records handled twice across a cooperative rebalance", dups)
+	}
+}
+
+func TestLostPartitionsAreNotCommitted(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 2, topic)
+	cluster.ProduceSeq(t, topic, 200, 10)
+	commits := cluster.CountRequests(kmsg.OffsetCommit)
+	rec := newRecorder()
+	lost := make(chan struct{})
+	var lostOnce sync.Once
+	var assignments atomic.Int64
+	c, err := consumer.New(rec, testOpts(cluster, "g",
+		consumer.CommitInterval(time.Hour),
+		consumer.OnAssigned(func(context.Context, map[string][]int32) { assignments.Add(1) }),
+		consumer.OnLost(func(context.Context, map[string][]int32) { lostOnce.Do(func() { close(lost) }) }),
+	)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, c)
+	kafkatest.WaitFor(t, 20*time.Second, "records handled", func() bool { return rec.total() >= 200 })
+
+	// The session expires: the broker answers a heartbeat with
+	// UNKNOWN_MEMBER_ID, and the member has lost its partitions.
+	cluster.ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		resp := req.(*kmsg.HeartbeatRequest).ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = kerr.UnknownMemberID.Code
+		return resp, nil, true
+	})
+	select {
+	case <-lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("partitions were never lost")
+	}
+	kafkatest.WaitFor(t, 20*time.Second, "the member to rejoin", func() bool { return assignments.Load() >= 2 })
+	if n := commits.Load(); n != 0 {
+		t.Fatalf("%d commits sent around lost partitions, want none", n)
+	}
+	if got := cluster.Committed(t, "g", topic); len(got) != 0 {
+		t.Fatalf("committed %v for lost partitions", got)
+	}
+	// After the rejoin the records are read again from the last commit.
+	kafkatest.WaitFor(t, 20*time.Second, "records re-read after rejoining", func() bool { return rec.total() >= 400 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := cluster.Committed(t, "g", topic); got[0]+got[1] != 200 {
+		t.Fatalf("committed %v after a graceful stop, want the end of both partitions", got)
+	}
+}
+
+func TestBackpressureBoundsBufferedRecords(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 4, topic)
+	const produced = 20_000
+	for range produced / 5000 {
+		cluster.ProduceSeq(t, topic, 5000, 1000)
+	}
+	const maxInFlight, perPartition = 200, 40
+	release := make(chan struct{})
+	var handled atomic.Int64
+	h := consumer.HandlerFunc(func(ctx context.Context, _ *kgo.Record) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		handled.Add(1)
+		return nil
+	})
+	c, err := consumer.New(h, testOpts(cluster, "g",
+		consumer.MaxInFlight(maxInFlight),
+		consumer.MaxInFlightPerPartition(perPartition),
+	)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, c)
+	// Fetching stops either way: partitions pause at their own bound, and
+	// polling stops at the total one.
+	kafkatest.WaitFor(t, 20*time.Second, "fetching to stop behind the blocked handler", func() bool {
+		s := c.Stats()
+		return s.Paused == 4 || s.InFlight == maxInFlight
+	})
+	if s := c.Stats(); s.Paused == 0 {
+		t.Fatalf("no partition paused with %d records waiting", s.InFlight)
+	}
+	if s := c.Stats(); s.InFlight > maxInFlight || s.PeakInFlight > maxInFlight {
+		t.Fatalf("buffered %d (peak %d) records with a limit of %d", s.InFlight, s.PeakInFlight, maxInFlight)
+	}
+	close(release)
+	kafkatest.WaitFor(t, 60*time.Second, "the backlog handled", func() bool { return handled.Load() >= produced })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := c.Stats(); s.PeakInFlight > maxInFlight {
+		t.Fatalf("peak of %d buffered records with a limit of %d", s.PeakInFlight, maxInFlight)
+	}
+}
+
+// errObserver keeps the errors handlers returned.
+type errObserver struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (o *errObserver) Polled(kgo.FetchTopicPartition)                {}
+func (o *errObserver) Committed(map[string]map[int32]int64, error)   {}
+func (o *errObserver) Rebalanced(consumer.Event, map[string][]int32) {}
+func (o *errObserver) Paused(string, int32, bool)                    {}
+func (o *errObserver) Handled(_ *kgo.Record, _ time.Duration, err error) {
+	if err != nil {
+		o.mu.Lock()
+		o.errs = append(o.errs, err)
+		o.mu.Unlock()
+	}
+}
+
+func TestHandlerPanicBecomesAnError(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	cluster.ProduceSeq(t, topic, 10, 1)
+	var panicked atomic.Bool
+	rec := newRecorder()
+	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if r.Offset == 5 && panicked.CompareAndSwap(false, true) {
+			var m map[string]int
+			m["boom"]++ // a real runtime panic: assignment to a nil map
+		}
+		return rec.Handle(ctx, r)
+	})
+	obs := &errObserver{}
+	c, err := consumer.New(h, testOpts(cluster, "g", consumer.WithObserver(obs))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, c)
+	kafkatest.WaitFor(t, 20*time.Second, "every record handled", func() bool { return rec.total() >= 10 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.errs) != 1 {
+		t.Fatalf("got %d handler errors, want the one panic", len(obs.errs))
+	}
+	var pe *consumer.PanicError
+	if !errors.As(obs.errs[0], &pe) || len(pe.Stack) == 0 {
+		t.Fatalf("handler error %v is not a *PanicError with a stack", obs.errs[0])
+	}
+	var rt interface{ RuntimeError() }
+	if !errors.As(obs.errs[0], &rt) {
+		t.Fatalf("the runtime error inside the panic is not reachable through errors.As: %v", obs.errs[0])
+	}
+	if got := rec.offsets()[0]; len(got) != 10 || got[5] != 5 {
+		t.Fatalf("records after the panic were not handled in order: %v", got)
+	}
+}
