@@ -227,8 +227,9 @@ var owned = map[string]bool{
 
 // ownedOpt returns the name of the kgo constructor that built o if the
 // Consumer owns that option, or "". kgo options are structs holding a closure
-// whose symbol is named after its constructor (kgo.ConsumerGroup.func1); kgo
-// reads option names the same way in Client.OptValues.
+// named after its constructor: kgo.ConsumerGroup.func1, or, where the
+// constructor was inlined, caller.ConsumerGroup.func1. kgo reads option names
+// the same way in Client.OptValues.
 func ownedOpt(o kgo.Opt) string {
 	v := reflect.ValueOf(o)
 	if v.Kind() != reflect.Struct || v.NumField() != 1 || v.Field(0).Kind() != reflect.Func {
@@ -238,10 +239,11 @@ func ownedOpt(o kgo.Opt) string {
 	if fn == nil {
 		return ""
 	}
-	name := strings.TrimPrefix(fn.Name(), "github.com/twmb/franz-go/pkg/kgo.")
-	name, _, _ = strings.Cut(name, ".")
-	if owned[name] {
-		return name
+	parts := strings.Split(fn.Name(), ".")
+	for i := len(parts) - 1; i > 0; i-- {
+		if strings.HasPrefix(parts[i], "func") && owned[parts[i-1]] {
+			return parts[i-1]
+		}
 	}
 	return ""
 }

@@ -90,8 +90,10 @@ type plan struct {
 
 // NewAvro returns a codec for values of type T, described by the Avro
 // schema text. T is typically a struct whose fields carry `avro:"name"`
-// tags. Schemas are looked up in reg. NewAvro sends no request; it checks
-// that the schema parses and that T can be encoded with it.
+// tags; fields of the schema that T lacks are skipped when decoding.
+// Writer schemas are looked up in reg. NewAvro sends no request; it checks
+// that the schema parses and that T can hold what it describes, so that a
+// wrong Go type fails here rather than as poison on every record.
 func NewAvro[T any](reg *Registry, schema string, opts ...AvroOpt) (*Avro[T], error) {
 	if reg == nil {
 		return nil, errors.New("serde: NewAvro needs a Registry")
@@ -107,9 +109,10 @@ func NewAvro[T any](reg *Registry, schema string, opts ...AvroOpt) (*Avro[T], er
 	if err != nil {
 		return nil, fmt.Errorf("serde: parsing reader schema: %w", err)
 	}
-	var zero T
-	if _, err := cfg.api.Marshal(s, &zero); err != nil {
-		return nil, fmt.Errorf("serde: %T does not fit the reader schema: %w", zero, err)
+	if probe, ok := minimalPayload(nil, s, 0); ok {
+		if err := cfg.api.Unmarshal(s, probe, new(T)); err != nil {
+			return nil, fmt.Errorf("serde: %T does not fit the reader schema: %w", *new(T), err)
+		}
 	}
 	a := &Avro[T]{reg: reg, cfg: cfg, text: schema, schema: s, compat: avro.NewSchemaCompatibility()}
 	if n, ok := s.(avro.NamedSchema); ok {

@@ -1,0 +1,264 @@
+package dlq
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ErrInvalidOption is returned by New and Redrive, wrapped, for a missing or
+// conflicting option.
+var ErrInvalidOption = errors.New("dlq: invalid option")
+
+// A RouterOpt configures a Router (New).
+type RouterOpt interface{ applyRouter(*routerCfg) }
+
+// A RedriveOpt configures Redrive.
+type RedriveOpt interface{ applyRedrive(*redriveCfg) }
+
+// An Opt configures both a Router and Redrive: how to reach the cluster and
+// where to log.
+type Opt interface {
+	RouterOpt
+	RedriveOpt
+}
+
+// common is the configuration shared by a Router and Redrive.
+type common struct {
+	brokers    []string
+	clientOpts []kgo.Opt
+	logger     *slog.Logger
+	errs       []error
+}
+
+type commonOpt func(*common)
+
+func (o commonOpt) applyRouter(c *routerCfg)   { o(&c.common) }
+func (o commonOpt) applyRedrive(c *redriveCfg) { o(&c.common) }
+
+type routerOpt func(*routerCfg)
+
+func (o routerOpt) applyRouter(c *routerCfg) { o(c) }
+
+type redriveOpt func(*redriveCfg)
+
+func (o redriveOpt) applyRedrive(c *redriveCfg) { o(c) }
+
+// SeedBrokers sets the brokers to bootstrap from, as host:port; the default
+// is kgo's, 127.0.0.1:9092 (Java: bootstrap.servers).
+func SeedBrokers(addrs ...string) Opt {
+	return commonOpt(func(c *common) { c.brokers = append(c.brokers, addrs...) })
+}
+
+// ClientOpts passes options through to the kgo.Client the Router or Redrive
+// creates, for TLS, SASL, timeouts and the like. The producer must stay
+// idempotent with acks=all: New and Redrive refuse a client configured
+// otherwise (kgo.DisableIdempotentWrite, kgo.RequiredAcks other than
+// kgo.AllISRAcks). Redrive sets the partitions it consumes and the
+// partitioner itself.
+func ClientOpts(opts ...kgo.Opt) Opt {
+	return commonOpt(func(c *common) { c.clientOpts = append(c.clientOpts, opts...) })
+}
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Opt {
+	return commonOpt(func(c *common) {
+		if l == nil {
+			c.errs = append(c.errs, fmt.Errorf("%w: nil logger", ErrInvalidOption))
+			return
+		}
+		c.logger = l
+	})
+}
+
+type routerCfg struct {
+	common
+	client       *kgo.Client
+	group        string
+	topicFor     func(topic string) string
+	classify     func(error) Class
+	maxAttempts  int
+	writeTimeout time.Duration
+	breaker      breakerCfg
+	onState      func(from, to BreakerState)
+}
+
+func defaultRouterCfg() routerCfg {
+	return routerCfg{
+		common:       common{logger: slog.Default()},
+		topicFor:     func(topic string) string { return topic + ".dlq" },
+		classify:     func(error) Class { return Unclassified },
+		maxAttempts:  5,
+		writeTimeout: 10 * time.Second,
+		breaker:      breakerCfg{window: 20, threshold: 0.5, coolDown: 30 * time.Second},
+	}
+}
+
+// WithClient makes the Router write dead letters with cl instead of a client
+// of its own; Close then leaves cl open. cl must produce idempotently with
+// acks=all, as kgo does by default. It excludes SeedBrokers and ClientOpts.
+func WithClient(cl *kgo.Client) RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.client = cl })
+}
+
+// Group names the consumer group of the Consumer the Router serves, written
+// to every dead letter's HeaderGroup; the default is "" (no group).
+func Group(id string) RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.group = id })
+}
+
+// DeadLetterTopic sets the dead-letter topic for each source topic; the
+// default appends ".dlq" (sensor-data goes to sensor-data.dlq). The topics
+// must exist, or writes fail and are retried.
+func DeadLetterTopic(fn func(topic string) string) RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.topicFor = fn })
+}
+
+// Classify sets how errors that carry no mark (MarkPoison, MarkRetriable)
+// are classified. Poison goes to the dead-letter topic at once, Retriable is
+// retried until it succeeds, Unclassified is retried up to MaxAttempts and
+// then dead-lettered. The default classifies every unmarked error as
+// Unclassified. Handler panics skip the classifier: they are retried up to
+// MaxAttempts and then dead-lettered as Poison.
+func Classify(fn func(err error) Class) RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.classify = fn })
+}
+
+// MaxAttempts sets how many times a record whose handler fails with an
+// Unclassified error or a panic is handled before it is dead-lettered; the
+// default is 5. The Consumer's RetryBackoff spaces the attempts.
+func MaxAttempts(n int) RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.maxAttempts = n })
+}
+
+// WriteTimeout bounds one attempt to write a dead letter; the default is
+// 10 s. A failed or timed-out write keeps the record and is tried again after
+// the Consumer's retry backoff, so this also bounds how long a write holds up
+// a shutdown or a revoke.
+func WriteTimeout(d time.Duration) RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.writeTimeout = d })
+}
+
+// Breaker configures the circuit breaker: when at least threshold (0 < t <=
+// 1) of the last window records failed for good, the breaker opens. While
+// open, nothing is dead-lettered and no record is handled: every partition
+// holds its record, which pauses consumption. After coolDown one record is
+// let through as a probe: success closes the breaker, failure opens it for
+// another coolDown. The defaults are a window of 20, a threshold of 0.5 and a
+// cool-down of 30 s.
+func Breaker(window int, threshold float64, coolDown time.Duration) RouterOpt {
+	return routerOpt(func(c *routerCfg) {
+		c.breaker = breakerCfg{window: window, threshold: threshold, coolDown: coolDown}
+	})
+}
+
+// NoBreaker turns the circuit breaker off: every record that fails for good
+// is dead-lettered, however many fail.
+func NoBreaker() RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.breaker = breakerCfg{off: true} })
+}
+
+// OnBreakerChange sets a function called after each change of the circuit
+// breaker's state, for metrics or alerts. It must return quickly. Changes
+// are also logged.
+func OnBreakerChange(fn func(from, to BreakerState)) RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.onState = fn })
+}
+
+func (c *routerCfg) validate() error {
+	errs := c.errs
+	if c.client != nil && (len(c.brokers) > 0 || len(c.clientOpts) > 0) {
+		errs = append(errs, fmt.Errorf("%w: WithClient excludes SeedBrokers and ClientOpts", ErrInvalidOption))
+	}
+	if c.topicFor == nil {
+		errs = append(errs, fmt.Errorf("%w: nil DeadLetterTopic function", ErrInvalidOption))
+	}
+	if c.classify == nil {
+		errs = append(errs, fmt.Errorf("%w: nil Classify function", ErrInvalidOption))
+	}
+	if c.maxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("%w: MaxAttempts(%d) must be at least 1", ErrInvalidOption, c.maxAttempts))
+	}
+	if c.writeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("%w: WriteTimeout(%v) must be positive", ErrInvalidOption, c.writeTimeout))
+	}
+	if b := c.breaker; !b.off && (b.window < 1 || !(b.threshold > 0 && b.threshold <= 1) || b.coolDown <= 0) {
+		errs = append(errs, fmt.Errorf("%w: Breaker(%d, %v, %v) needs window >= 1, 0 < threshold <= 1, cool-down > 0",
+			ErrInvalidOption, b.window, b.threshold, b.coolDown))
+	}
+	return errors.Join(errs...)
+}
+
+type redriveCfg struct {
+	common
+	group      string
+	classes    []Class
+	from, to   int64
+	partitions []int32
+	batch      int
+}
+
+func defaultRedriveCfg(topic string) redriveCfg {
+	return redriveCfg{
+		common: common{logger: slog.Default()},
+		group:  topic + ".redrive",
+		to:     -1,
+		batch:  500,
+	}
+}
+
+// ProgressGroup names the consumer group whose committed offsets on the
+// dead-letter topic record how far re-driving got; the default is the
+// dead-letter topic's name followed by ".redrive". Runs that share a group
+// never copy the same dead letter twice; a run with another group starts
+// over.
+func ProgressGroup(id string) RedriveOpt {
+	return redriveOpt(func(c *redriveCfg) { c.group = id })
+}
+
+// Classes copies only the dead letters of the given error classes, by
+// HeaderClass; the default copies all.
+func Classes(cs ...Class) RedriveOpt {
+	return redriveOpt(func(c *redriveCfg) { c.classes = append(c.classes, cs...) })
+}
+
+// Offsets copies only the dead letters at offsets from (inclusive) to to
+// (exclusive) of the dead-letter topic's partitions; to < 0 means through the
+// end. The default is all offsets.
+func Offsets(from, to int64) RedriveOpt {
+	return redriveOpt(func(c *redriveCfg) { c.from, c.to = from, to })
+}
+
+// Partitions reads only the given partitions of the dead-letter topic; the
+// default is all.
+func Partitions(ps ...int32) RedriveOpt {
+	return redriveOpt(func(c *redriveCfg) { c.partitions = append(c.partitions, ps...) })
+}
+
+// BatchSize sets how many dead letters are copied before progress is
+// committed; the default is 500. A crash re-copies at most one batch.
+func BatchSize(n int) RedriveOpt {
+	return redriveOpt(func(c *redriveCfg) { c.batch = n })
+}
+
+func (c *redriveCfg) validate() error {
+	errs := c.errs
+	if c.group == "" {
+		errs = append(errs, fmt.Errorf("%w: empty ProgressGroup", ErrInvalidOption))
+	}
+	if c.from < 0 || (c.to >= 0 && c.to <= c.from) {
+		errs = append(errs, fmt.Errorf("%w: Offsets(%d, %d) needs 0 <= from < to, or to < 0", ErrInvalidOption, c.from, c.to))
+	}
+	for _, cl := range c.classes {
+		if cl < Unclassified || cl > Poison {
+			errs = append(errs, fmt.Errorf("%w: unknown class %d", ErrInvalidOption, int(cl)))
+		}
+	}
+	if c.batch < 1 {
+		errs = append(errs, fmt.Errorf("%w: BatchSize(%d) must be at least 1", ErrInvalidOption, c.batch))
+	}
+	return errors.Join(errs...)
+}
