@@ -1,0 +1,162 @@
+package serde_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/kconsumer/kconsumer/serde"
+)
+
+const topic = "sensor-data"
+
+// telemetrySchema is testdata/telemetry.avsc, the schema of the records on
+// sensor-data.
+var telemetrySchema = func() string {
+	b, err := os.ReadFile("testdata/telemetry.avsc")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
+
+// telemetry is a Go type for telemetrySchema.
+type telemetry struct {
+	SensorID    string   `avro:"sensor_id" json:"sensor_id"`
+	TimestampMs int64    `avro:"timestamp_ms" json:"timestamp_ms"`
+	Odometry    odometry `avro:"odometry" json:"odometry"`
+	GPS         gps      `avro:"gps" json:"gps"`
+}
+
+type odometry struct {
+	HoursTot float64 `avro:"hours_tot" json:"hours_tot"`
+	KmTot    float64 `avro:"km_tot" json:"km_tot"`
+}
+
+type gps struct {
+	Lat float64 `avro:"lat" json:"lat"`
+	Lon float64 `avro:"lon" json:"lon"`
+}
+
+func sample(i int) telemetry {
+	return telemetry{
+		SensorID:    "sensor-" + string(rune('a'+i%26)),
+		TimestampMs: 1_700_000_000_000 + int64(i)*1000,
+		Odometry:    odometry{HoursTot: 1200.5 + float64(i), KmTot: 48211.25 + float64(i)},
+		GPS:         gps{Lat: 48.137154, Lon: 11.576124},
+	}
+}
+
+// Schema evolution of telemetry: v2 adds a field with a default and an
+// optional field; v3 removes the optional field again.
+var (
+	telemetryV2 = withFields(telemetrySchema,
+		`{"name": "firmware", "type": "string", "default": "unknown"}`,
+		`{"name": "battery_v", "type": ["null", "double"], "default": null}`)
+	telemetryV3 = withFields(telemetrySchema,
+		`{"name": "firmware", "type": "string", "default": "unknown"}`)
+)
+
+// telemetry2 is a Go type for telemetryV2.
+type telemetry2 struct {
+	telemetry
+	Firmware string   `avro:"firmware"`
+	BatteryV *float64 `avro:"battery_v"`
+}
+
+// telemetry3 is a Go type for telemetryV3.
+type telemetry3 struct {
+	telemetry
+	Firmware string `avro:"firmware"`
+}
+
+// withFields returns the record schema s with fields appended.
+func withFields(s string, fields ...string) string {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		panic(err)
+	}
+	for _, f := range fields {
+		var fm any
+		if err := json.Unmarshal([]byte(f), &fm); err != nil {
+			panic(err)
+		}
+		m["fields"] = append(m["fields"].([]any), fm)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// fakeRegistry is srfake served over httptest. It counts the schema-by-ID
+// requests that reach it, and answers every request with fault while one
+// is set.
+type fakeRegistry struct {
+	*srfake.Registry
+	byID  atomic.Int64
+	fault atomic.Pointer[srfake.Interceptor]
+}
+
+func newFakeRegistry(t testing.TB, opts ...srfake.Option) *fakeRegistry {
+	t.Helper()
+	f := &fakeRegistry{Registry: srfake.New(opts...)}
+	f.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
+			f.byID.Add(1)
+		}
+		if fault := f.fault.Load(); fault != nil {
+			return (*fault)(w, r)
+		}
+		return false
+	})
+	t.Cleanup(f.Close)
+	return f
+}
+
+// setFault makes the registry answer with fault until cleared with nil.
+func (f *fakeRegistry) setFault(fault srfake.Interceptor) {
+	if fault == nil {
+		f.fault.Store(nil)
+		return
+	}
+	f.fault.Store(&fault)
+}
+
+// status returns a fault answering every request with an HTTP status and
+// a registry error code.
+func status(code, errorCode int) srfake.Interceptor {
+	return func(w http.ResponseWriter, _ *http.Request) bool {
+		w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+		w.WriteHeader(code)
+		if errorCode != 0 {
+			_, _ = fmt.Fprintf(w, `{"error_code": %d, "message": "injected"}`, errorCode)
+		}
+		return true
+	}
+}
+
+func newRegistry(t testing.TB, url string, opts ...serde.RegistryOpt) *serde.Registry {
+	t.Helper()
+	reg, err := serde.NewRegistry(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func newAvro[T any](t testing.TB, reg *serde.Registry, schema string, opts ...serde.AvroOpt) *serde.Avro[T] {
+	t.Helper()
+	a, err := serde.NewAvro[T](reg, schema, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
