@@ -263,7 +263,7 @@ func (a *Avro[T]) AppendEncode(ctx context.Context, b []byte, topic string, v T)
 
 	w := a.writers.Get().(*avro.Writer)
 	w.Reset(nil)
-	w.WriteVal(a.schema, &v)
+	w.WriteVal(a.schema, v)
 	if err = w.Error; err == nil {
 		b = appendHeader(b, id)
 		b = append(b, w.Buffer()...)

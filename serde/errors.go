@@ -83,8 +83,13 @@ func poison(topic string, key bool, id int, err error) error {
 // registry that lacks the schema, and dead-lettering every record for it
 // would be wrong.
 func registryError(err error) (cause error, retriable bool) {
-	if re, ok := errors.AsType[*sr.ResponseError](err); ok &&
-		re.StatusCode == http.StatusNotFound && sr.IsNotFoundError(re.ErrorCode) {
+	re, ok := errors.AsType[*sr.ResponseError](err)
+	if !ok {
+		return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err), true
+	}
+	// The response error's text is only the registry's message.
+	err = fmt.Errorf("%s %s: HTTP %d: %w", re.Method, re.URL, re.StatusCode, err)
+	if re.StatusCode == http.StatusNotFound && sr.IsNotFoundError(re.ErrorCode) {
 		return fmt.Errorf("%w: %w", ErrUnknownSchema, err), false
 	}
 	return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err), true
