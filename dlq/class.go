@@ -29,6 +29,21 @@ func (c Class) String() string {
 	return "unclassified"
 }
 
+// MarshalText returns the class's name, as in HeaderClass.
+func (c Class) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// UnmarshalText parses a class's name: "poison", "retriable" or
+// "unclassified".
+func (c *Class) UnmarshalText(b []byte) error {
+	for _, k := range []Class{Unclassified, Retriable, Poison} {
+		if string(b) == k.String() {
+			*c = k
+			return nil
+		}
+	}
+	return fmt.Errorf("dlq: unknown error class %q", b)
+}
+
 var (
 	// ErrPoison matches, with errors.Is, every error marked by Poison.
 	ErrPoison = errors.New("poison")

@@ -1,0 +1,186 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// RedriveStats says what a Redrive run did.
+type RedriveStats struct {
+	Copied  int            // dead letters written back to their original topic
+	Skipped int            // dead letters the Classes filter passed over
+	Invalid int            // records without valid dead-letter headers, left where they are
+	Topics  map[string]int // copied dead letters by original topic
+}
+
+// Redrive copies the dead letters of topic back to the topic and partition
+// they came from, as the Router's headers say, with their original key,
+// value, headers and timestamp; the Router's headers are dropped. It reads
+// each partition from where the ProgressGroup left it up to the end offset
+// seen at the start, so dead letters written meanwhile wait for the next run.
+//
+// Progress is committed as the ProgressGroup's offsets on topic after each
+// batch of copies is acknowledged (idempotent, acks=all). So a run copies
+// every selected dead letter at least once and a completed run is never
+// repeated by the next one; a run that crashes or fails copies the last
+// batch again when run again, and nothing more. Dead letters passed over by
+// the Classes filter or the Offsets range, and records that are not dead
+// letters (logged and counted as Invalid), count as done for the group: a
+// later run with the same group does not revisit them, one with another
+// group does. Runs of one group must not overlap.
+//
+// It returns what it did so far together with any error.
+func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStats, error) {
+	stats := RedriveStats{Topics: make(map[string]int)}
+	if topic == "" {
+		return stats, fmt.Errorf("%w: no dead-letter topic to re-drive", ErrInvalidOption)
+	}
+	cfg := defaultRedriveCfg(topic)
+	for _, o := range opts {
+		o.applyRedrive(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return stats, err
+	}
+	base := cfg.clientOpts
+	if len(cfg.brokers) > 0 {
+		base = append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, base...)
+	}
+	dst, err := kgo.NewClient(append(base, kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		return stats, fmt.Errorf("dlq: creating client: %w", err)
+	}
+	defer dst.Close()
+	if err := checkProducer(dst); err != nil {
+		return stats, err
+	}
+	adm := kadm.NewClient(dst)
+
+	starts, stops, err := cfg.ranges(ctx, adm, topic)
+	if err != nil || len(starts) == 0 {
+		return stats, err
+	}
+	src, err := kgo.NewClient(append(base,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: starts}),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return stats, fmt.Errorf("dlq: creating client: %w", err)
+	}
+	defer src.Close()
+
+	for len(stops) > 0 {
+		fs := src.PollRecords(ctx, cfg.batch)
+		if err := ctx.Err(); err != nil {
+			return stats, fmt.Errorf("dlq: re-driving %s: %w", topic, err)
+		}
+		var errs []error
+		fs.EachError(func(t string, p int32, err error) {
+			errs = append(errs, fmt.Errorf("fetching %s/%d: %w", t, p, err))
+		})
+		if len(errs) > 0 {
+			return stats, fmt.Errorf("dlq: re-driving %s: %w", topic, errors.Join(errs...))
+		}
+		var (
+			out      []*kgo.Record
+			progress = make(kadm.Offsets)
+			done     []int32
+		)
+		fs.EachRecord(func(r *kgo.Record) {
+			stop, ok := stops[r.Partition]
+			if !ok || r.Offset >= stop {
+				return
+			}
+			progress.Add(kadm.Offset{Topic: topic, Partition: r.Partition, At: r.Offset + 1, LeaderEpoch: -1})
+			if r.Offset+1 >= stop {
+				delete(stops, r.Partition)
+				done = append(done, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
+			}
+			l, err := Parse(r)
+			switch {
+			case err != nil:
+				stats.Invalid++
+				cfg.logger.Warn("dlq: not re-driving a record that is not a dead letter", "err", err)
+			case len(cfg.classes) > 0 && !slices.Contains(cfg.classes, l.Class):
+				stats.Skipped++
+			default:
+				out = append(out, &kgo.Record{
+					Topic:     l.Topic,
+					Partition: l.Partition,
+					Key:       r.Key,
+					Value:     r.Value,
+					Headers:   l.Headers,
+					Timestamp: l.Timestamp,
+				})
+			}
+		})
+		if len(done) > 0 {
+			src.PauseFetchPartitions(map[string][]int32{topic: done})
+		}
+		if len(out) > 0 {
+			if err := dst.ProduceSync(ctx, out...).FirstErr(); err != nil {
+				return stats, fmt.Errorf("dlq: re-driving %s: producing: %w", topic, err)
+			}
+			stats.Copied += len(out)
+			for _, r := range out {
+				stats.Topics[r.Topic]++
+			}
+		}
+		if len(progress) > 0 {
+			if err := adm.CommitAllOffsets(ctx, cfg.group, progress); err != nil {
+				return stats, fmt.Errorf("dlq: re-driving %s: committing progress of group %s: %w", topic, cfg.group, err)
+			}
+		}
+	}
+	return stats, nil
+}
+
+// ranges returns, for each partition of topic to read, the offset to start
+// at and the offset to stop before.
+func (c *redriveCfg) ranges(ctx context.Context, adm *kadm.Client, topic string) (map[int32]kgo.Offset, map[int32]int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("dlq: listing end offsets of %s: %w", topic, err)
+	}
+	if len(ends[topic]) == 0 {
+		return nil, nil, fmt.Errorf("dlq: topic %s not found", topic)
+	}
+	committed, err := adm.FetchOffsetsForTopics(ctx, c.group, topic)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("dlq: fetching progress of group %s: %w", c.group, err)
+	}
+	starts := make(map[int32]kgo.Offset)
+	stops := make(map[int32]int64)
+	for p, end := range ends[topic] {
+		if len(c.partitions) > 0 && !slices.Contains(c.partitions, p) {
+			continue
+		}
+		start := c.from
+		if o, ok := committed.Lookup(topic, p); ok && o.At > start {
+			start = o.At
+		}
+		stop := end.Offset
+		if c.to >= 0 && c.to < stop {
+			stop = c.to
+		}
+		if start < stop {
+			starts[p] = kgo.NewOffset().At(start)
+			stops[p] = stop
+		}
+	}
+	return starts, stops, nil
+}

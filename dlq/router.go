@@ -1,0 +1,332 @@
+package dlq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/consumer"
+)
+
+// ErrBreakerOpen is returned by the Router's middleware, wrapped, while the
+// circuit breaker holds a record: the Consumer keeps the record and offers it
+// again after its retry backoff.
+var ErrBreakerOpen = errors.New("dlq: circuit breaker open")
+
+// A Router routes the errors of a Consumer's handler. It is consumer
+// middleware: it calls the handler and, on an error, decides by the error's
+// Class whether the record is tried again or written to its dead-letter
+// topic, and a circuit breaker stops dead-lettering when failures are
+// systemic.
+//
+// The Router never skips a record it has not dead-lettered. Between attempts
+// it returns the error to the Consumer, which keeps the record, leaves its
+// offset where it is and holds the partition's later records back, and
+// offers it again after its RetryBackoff; a shutdown or revoke during that
+// backoff therefore returns at once. A dead letter is written synchronously
+// with acks=all; only once it is acknowledged does the middleware return nil,
+// so that the Consumer stores the source offset. A failed write is retried
+// the same way, without calling the handler again.
+//
+// One Router serves one Consumer: it keeps the state of the record each
+// partition is failing on.
+type Router struct {
+	cfg     routerCfg
+	cl      *kgo.Client
+	ownsCl  bool
+	breaker *breaker
+
+	mu      sync.Mutex
+	failing map[partition]*failure
+	nfail   atomic.Int64  // len(failing), read without mu on the success path
+	writing int           // dead-letter writes in progress
+	idle    chan struct{} // closed when writing drops to 0
+
+	deadLettered  atomic.Int64
+	writeFailures atomic.Int64
+}
+
+type partition struct {
+	topic string
+	p     int32
+}
+
+// failure is what the Router knows of the record a partition is failing on.
+type failure struct {
+	offset   int64
+	attempts int
+	letter   *kgo.Record // the dead letter once decided, until acknowledged
+}
+
+// Stats is a snapshot of a Router's counters, for metrics.
+type Stats struct {
+	DeadLettered  int64        // dead letters written and acknowledged
+	WriteFailures int64        // dead-letter writes that failed and are retried
+	Breaker       BreakerState // the circuit breaker's state
+	BreakerOpens  int64        // times the circuit breaker opened
+}
+
+// New returns a Router. Unless WithClient is given it creates a producer
+// client, idempotent with acks=all, from SeedBrokers and ClientOpts. It
+// returns an error wrapping ErrInvalidOption when the options are invalid or
+// the client would not produce idempotently with acks=all. Close releases
+// the client.
+func New(opts ...RouterOpt) (*Router, error) {
+	cfg := defaultRouterCfg()
+	for _, o := range opts {
+		o.applyRouter(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	r := &Router{cfg: cfg, cl: cfg.client, failing: make(map[partition]*failure)}
+	if r.cl == nil {
+		kopts := cfg.clientOpts
+		if len(cfg.brokers) > 0 {
+			kopts = append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, kopts...)
+		}
+		cl, err := kgo.NewClient(kopts...)
+		if err != nil {
+			return nil, fmt.Errorf("dlq: creating client: %w", err)
+		}
+		r.cl, r.ownsCl = cl, true
+	}
+	if err := checkProducer(r.cl); err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.breaker = newBreaker(cfg.breaker, cfg.logger, cfg.onState)
+	return r, nil
+}
+
+// checkProducer refuses a client that could lose or duplicate dead letters.
+func checkProducer(cl *kgo.Client) error {
+	if v, _ := cl.OptValue(kgo.DisableIdempotentWrite).(bool); v {
+		return fmt.Errorf("%w: the client must produce idempotently", ErrInvalidOption)
+	}
+	if acks, _ := cl.OptValue(kgo.RequiredAcks).(kgo.Acks); acks != kgo.AllISRAcks() {
+		return fmt.Errorf("%w: the client must produce with acks=all", ErrInvalidOption)
+	}
+	return nil
+}
+
+// Middleware returns the Router as consumer middleware. Put it first in
+// consumer.Use, so that it sees the errors of the other middleware too (a
+// decoder's poison, for example).
+func (r *Router) Middleware() consumer.Middleware {
+	return func(next consumer.Handler) consumer.Handler {
+		return consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+			return r.handle(ctx, next, rec)
+		})
+	}
+}
+
+// Stats returns a snapshot of the Router's counters.
+func (r *Router) Stats() Stats {
+	state, opens := r.breaker.stats()
+	return Stats{
+		DeadLettered:  r.deadLettered.Load(),
+		WriteFailures: r.writeFailures.Load(),
+		Breaker:       state,
+		BreakerOpens:  opens,
+	}
+}
+
+// Flush waits for dead-letter writes in progress, up to ctx. Call it after
+// the Consumer's Run returned: Run waits for its handlers, but a handler
+// abandoned at the drain deadline may still be writing.
+func (r *Router) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	idle := r.idle
+	if r.writing == 0 {
+		idle = nil
+	}
+	r.mu.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("dlq: flush: %w", ctx.Err())
+	}
+}
+
+// Close closes the client the Router created; a client given with WithClient
+// stays open. Call Flush first.
+func (r *Router) Close() {
+	if r.ownsCl {
+		r.cl.Close()
+	}
+}
+
+func (r *Router) handle(ctx context.Context, next consumer.Handler, rec *kgo.Record) error {
+	if l := r.pendingLetter(rec); l != nil {
+		return r.write(ctx, rec, l)
+	}
+	ok, probe := r.breaker.admit()
+	if !ok {
+		return fmt.Errorf("%w: holding %s/%d@%d", ErrBreakerOpen, rec.Topic, rec.Partition, rec.Offset)
+	}
+	err := call(ctx, next, rec)
+	if err == nil {
+		r.breaker.succeeded(probe)
+		r.forget(rec)
+		return nil
+	}
+	if ctx.Err() != nil {
+		r.breaker.abandoned(probe)
+		return err
+	}
+	attempts := r.attempted(rec)
+	class, final := r.decide(err, attempts)
+	if !r.breaker.failed(probe, final) {
+		if final {
+			return fmt.Errorf("%w: holding %s/%d@%d: %w", ErrBreakerOpen, rec.Topic, rec.Partition, rec.Offset, err)
+		}
+		return err
+	}
+	topic := r.cfg.topicFor(rec.Topic)
+	if topic == "" {
+		return fmt.Errorf("dlq: no dead-letter topic for %s: %w", rec.Topic, err)
+	}
+	l := letter(rec, topic, r.cfg.group, class, err, attempts, time.Now())
+	r.setLetter(rec, l)
+	return r.write(ctx, rec, l)
+}
+
+// decide returns the class of err after the record's attempts so far, and
+// whether the record is to be dead-lettered.
+func (r *Router) decide(err error, attempts int) (Class, bool) {
+	class := ClassOf(err)
+	_, panicked := errors.AsType[*consumer.PanicError](err)
+	if class == Unclassified && !panicked {
+		class = r.cfg.classify(err)
+	}
+	switch {
+	case class == Poison:
+		return Poison, true
+	case class == Retriable || attempts < r.cfg.maxAttempts:
+		return class, false
+	case panicked:
+		return Poison, true
+	}
+	return Unclassified, true
+}
+
+// write writes the dead letter l of rec and waits for its acknowledgement.
+// On failure it returns an error, so that the Consumer keeps rec and calls
+// again later.
+func (r *Router) write(ctx context.Context, rec *kgo.Record, l *kgo.Record) error {
+	r.mu.Lock()
+	if r.writing == 0 {
+		r.idle = make(chan struct{})
+	}
+	r.writing++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.writing--; r.writing == 0 {
+			close(r.idle)
+		}
+		r.mu.Unlock()
+	}()
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.writeTimeout)
+	defer cancel()
+	// kgo fills in a produced record, so each attempt sends a fresh copy.
+	out := *l
+	if err := r.cl.ProduceSync(wctx, &out).FirstErr(); err != nil {
+		r.writeFailures.Add(1)
+		r.cfg.logger.Error("dlq: dead-letter write failed; keeping the record and retrying",
+			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq_topic", l.Topic, "err", err)
+		return fmt.Errorf("dlq: writing %s/%d@%d to %s: %w", rec.Topic, rec.Partition, rec.Offset, l.Topic, err)
+	}
+	r.deadLettered.Add(1)
+	r.forget(rec)
+	r.cfg.logger.Warn("dlq: record dead-lettered",
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+		"dlq_topic", out.Topic, "dlq_partition", out.Partition, "dlq_offset", out.Offset,
+		"class", header(l, HeaderClass), "attempts", header(l, HeaderAttempts), "err", header(l, HeaderError))
+	return nil
+}
+
+func header(r *kgo.Record, key string) string {
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == key {
+			return string(r.Headers[i].Value)
+		}
+	}
+	return ""
+}
+
+// failure returns the state of rec's partition for rec, resetting it when
+// the partition moved on to another record; r.mu is held.
+func (r *Router) failure(rec *kgo.Record) *failure {
+	k := partition{rec.Topic, rec.Partition}
+	f := r.failing[k]
+	if f == nil || f.offset != rec.Offset {
+		f = &failure{offset: rec.Offset}
+		r.failing[k] = f
+		r.nfail.Store(int64(len(r.failing)))
+	}
+	return f
+}
+
+func (r *Router) pendingLetter(rec *kgo.Record) *kgo.Record {
+	if r.nfail.Load() == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.failing[partition{rec.Topic, rec.Partition}]; f != nil && f.offset == rec.Offset {
+		return f.letter
+	}
+	return nil
+}
+
+// attempted counts a failed attempt of rec and returns the attempts so far.
+func (r *Router) attempted(rec *kgo.Record) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f := r.failure(rec)
+	f.attempts++
+	return f.attempts
+}
+
+func (r *Router) setLetter(rec *kgo.Record, l *kgo.Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failure(rec).letter = l
+}
+
+// forget drops the state of rec's partition once rec is done.
+func (r *Router) forget(rec *kgo.Record) {
+	if r.nfail.Load() == 0 {
+		return
+	}
+	k := partition{rec.Topic, rec.Partition}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.failing[k]; f != nil && f.offset == rec.Offset {
+		delete(r.failing, k)
+		r.nfail.Store(int64(len(r.failing)))
+	}
+}
+
+// call calls h and turns a panic into a *consumer.PanicError, so that a
+// panic is classified and counted like an error.
+func call(ctx context.Context, h consumer.Handler, rec *kgo.Record) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &consumer.PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return h.Handle(ctx, rec)
+}

@@ -1,0 +1,434 @@
+package dlq_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
+)
+
+func TestPoisonRecordIsDeadLetteredOnceAndPartitionMovesOn(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	recs := make([]*kgo.Record, 8)
+	for i := range recs {
+		recs[i] = &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, "%d", i)}
+	}
+	poison := recs[3]
+	poison.Value = []byte("poison \x00\xff")
+	poison.Key = nil
+	poison.Headers = []kgo.RecordHeader{{Key: "trace", Value: []byte("abc")}, {Key: "dup", Value: []byte("1")}, {Key: "dup", Value: []byte("2")}, {Key: "empty"}}
+	poison.Timestamp = time.UnixMilli(1_700_000_000_123)
+	cluster.Produce(t, recs...)
+
+	cause := errors.New("field km_tot: negative")
+	h := newHandler(func(r *kgo.Record, _ int) error {
+		if bytes.HasPrefix(r.Value, []byte("poison")) {
+			return fmt.Errorf("handling: %w", dlq.MarkPoison(cause))
+		}
+		return nil
+	})
+	router := newRouter(t, cluster)
+	before := time.Now()
+	stop := start(t, cluster, router, h)
+	kafkatest.WaitFor(t, 20*time.Second, "offsets committed past the poison record", func() bool {
+		return cluster.Committed(t, group, topic)[0] == int64(len(recs))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	after := time.Now()
+
+	var want []string
+	for _, r := range recs {
+		if r != poison {
+			want = append(want, id(r))
+		}
+	}
+	if got := h.handled(); !slices.Equal(got, want) {
+		t.Errorf("handled %v, want the good records in order %v", got, want)
+	}
+	if n := h.callsOf(poison); n != 1 {
+		t.Errorf("poison record handled %d times, want 1: poison is not retried", n)
+	}
+	letters := readTopic(t, cluster, dlqTopic)
+	if len(letters) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(letters))
+	}
+	l := letters[0]
+	if l.Key != nil || !bytes.Equal(l.Value, poison.Value) {
+		t.Errorf("dead letter key %q value %q, want the original nil key and value %q", l.Key, l.Value, poison.Value)
+	}
+	n := len(poison.Headers)
+	if len(l.Headers) < n {
+		t.Fatalf("dead letter has %d headers, fewer than the original %d", len(l.Headers), n)
+	}
+	for i, h := range poison.Headers {
+		if g := l.Headers[i]; g.Key != h.Key || !bytes.Equal(g.Value, h.Value) {
+			t.Errorf("header %d is %s=%q, want the original %s=%q", i, g.Key, g.Value, h.Key, h.Value)
+		}
+	}
+	got := make(map[string]string)
+	for _, h := range l.Headers[n:] {
+		got[h.Key] = string(h.Value)
+	}
+	wantHeaders := map[string]string{
+		dlq.HeaderTopic:     topic,
+		dlq.HeaderPartition: "0",
+		dlq.HeaderOffset:    "3",
+		dlq.HeaderTimestamp: "1700000000123",
+		dlq.HeaderGroup:     group,
+		dlq.HeaderClass:     "poison",
+		dlq.HeaderError:     "handling: poison: field km_tot: negative",
+		dlq.HeaderAttempts:  "1",
+	}
+	for k, v := range wantHeaders {
+		if got[k] != v {
+			t.Errorf("header %s = %q, want %q", k, got[k], v)
+		}
+	}
+	failedAt, err := strconv.ParseInt(got[dlq.HeaderFailedAt], 10, 64)
+	if err != nil || failedAt < before.UnixMilli() || failedAt > after.UnixMilli() {
+		t.Errorf("header %s = %q, want a Unix millisecond time during the test", dlq.HeaderFailedAt, got[dlq.HeaderFailedAt])
+	}
+	parsed, err := dlq.Parse(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Topic != topic || parsed.Partition != 0 || parsed.Offset != 3 || parsed.Class != dlq.Poison ||
+		parsed.Attempts != 1 || !parsed.Timestamp.Equal(poison.Timestamp) || len(parsed.Headers) != n {
+		t.Errorf("Parse = %+v, does not match the record", parsed)
+	}
+	if s := router.Stats(); s.DeadLettered != 1 || s.WriteFailures != 0 {
+		t.Errorf("Stats = %+v, want 1 dead letter and no write failure", s)
+	}
+}
+
+func TestRetriableErrorThatClearsIsNotDeadLettered(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	recs := produceValues(t, cluster, "a", "b", "flaky", "c", "d")
+	flaky := recs[2]
+	h := newHandler(func(r *kgo.Record, call int) error {
+		if r.Offset == flaky.Offset && call <= 3 {
+			return dlq.MarkRetriable(errors.New("database unreachable"))
+		}
+		return nil
+	})
+	// MaxAttempts bounds unclassified errors only: a retriable one is
+	// retried until it clears.
+	router := newRouter(t, cluster, dlq.MaxAttempts(2))
+	stop := start(t, cluster, router, h)
+	kafkatest.WaitFor(t, 20*time.Second, "offsets committed past the flaky record", func() bool {
+		return cluster.Committed(t, group, topic)[0] == int64(len(recs))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := h.callsOf(flaky); n != 4 {
+		t.Errorf("flaky record handled %d times, want 3 failures and 1 success", n)
+	}
+	want := []string{"0/0", "0/1", "0/2", "0/3", "0/4"}
+	if got := h.handled(); !slices.Equal(got, want) {
+		t.Errorf("handled %v, want each record once, in order: %v", got, want)
+	}
+	if n := total(cluster.EndOffsets(t, dlqTopic)); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}
+
+func TestUnclassifiedErrorsAndPanicsAreDeadLetteredAfterMaxAttempts(t *testing.T) {
+	const deadTopic = "events-dead"
+	cluster := kafkatest.NewCluster(t, 1, topic, deadTopic)
+	recs := produceValues(t, cluster, "a", "fails", "b", "panics", "invalid", "c")
+	errInvalid := errors.New("invalid reading")
+	h := newHandler(func(r *kgo.Record, _ int) error {
+		switch string(r.Value) {
+		case "fails":
+			return errors.New("mystery")
+		case "panics":
+			panic("nil map")
+		case "invalid":
+			return fmt.Errorf("checking: %w", errInvalid)
+		}
+		return nil
+	})
+	router := newRouter(t, cluster,
+		dlq.MaxAttempts(3),
+		dlq.DeadLetterTopic(func(string) string { return deadTopic }),
+		dlq.Classify(func(err error) dlq.Class {
+			if errors.Is(err, errInvalid) {
+				return dlq.Poison
+			}
+			return dlq.Unclassified
+		}),
+	)
+	stop := start(t, cluster, router, h)
+	kafkatest.WaitFor(t, 20*time.Second, "offsets committed to the end", func() bool {
+		return cluster.Committed(t, group, topic)[0] == int64(len(recs))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for _, c := range []struct {
+		rec   *kgo.Record
+		calls int
+	}{{recs[1], 3}, {recs[3], 3}, {recs[4], 1}} {
+		if n := h.callsOf(c.rec); n != c.calls {
+			t.Errorf("record %q handled %d times, want %d", c.rec.Value, n, c.calls)
+		}
+	}
+	letters := readTopic(t, cluster, deadTopic)
+	if len(letters) != 3 {
+		t.Fatalf("%d dead letters, want 3", len(letters))
+	}
+	want := []struct {
+		offset   int64
+		class    dlq.Class
+		attempts int
+		err      string
+	}{
+		{1, dlq.Unclassified, 3, "mystery"},
+		{3, dlq.Poison, 3, "panic: nil map"},
+		{4, dlq.Poison, 1, "checking: invalid reading"},
+	}
+	for i, w := range want {
+		l, err := dlq.Parse(letters[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Offset != w.offset || l.Class != w.class || l.Attempts != w.attempts || !strings.Contains(l.Error, w.err) {
+			t.Errorf("dead letter %d: offset %d class %v attempts %d error %q; want %d %v %d containing %q",
+				i, l.Offset, l.Class, l.Attempts, l.Error, w.offset, w.class, w.attempts, w.err)
+		}
+	}
+}
+
+func TestDeadLetterTopicFailureKeepsTheRecordUntilItRecovers(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	recs := produceValues(t, cluster, "a", "b", "poison", "c", "d")
+	poison := recs[2]
+	var failing atomic.Bool
+	failing.Store(true)
+	var rejected atomic.Int64
+	failProduceTo(t, cluster, dlqTopic, failing.Load, &rejected)
+
+	h := newHandler(func(r *kgo.Record, _ int) error {
+		if string(r.Value) == "poison" {
+			return dlq.MarkPoison(errors.New("bad bytes"))
+		}
+		return nil
+	})
+	router := newRouter(t, cluster)
+	stop := start(t, cluster, router, h)
+	kafkatest.WaitFor(t, 20*time.Second, "dead-letter writes rejected three times", func() bool {
+		return rejected.Load() >= 3
+	})
+	kafkatest.WaitFor(t, 20*time.Second, "offsets before the poison record committed", func() bool {
+		return cluster.Committed(t, group, topic)[0] == poison.Offset
+	})
+	if got, want := h.handled(), []string{"0/0", "0/1"}; !slices.Equal(got, want) {
+		t.Errorf("handled %v while the dead-letter topic failed, want only %v: later records must wait", got, want)
+	}
+	if c := cluster.Committed(t, group, topic)[0]; c != poison.Offset {
+		t.Errorf("committed %d while the dead-letter write failed, want %d", c, poison.Offset)
+	}
+	if s := router.Stats(); s.WriteFailures < 3 || s.DeadLettered != 0 {
+		t.Errorf("Stats = %+v, want at least 3 write failures and no dead letter", s)
+	}
+
+	failing.Store(false)
+	kafkatest.WaitFor(t, 20*time.Second, "offsets committed to the end", func() bool {
+		return cluster.Committed(t, group, topic)[0] == int64(len(recs))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	letters := readTopic(t, cluster, dlqTopic)
+	if len(letters) != 1 || string(letters[0].Value) != "poison" {
+		t.Fatalf("dead letters %v, want the poison record once", letters)
+	}
+	if n := h.callsOf(poison); n != 1 {
+		t.Errorf("poison record handled %d times, want 1: a failed write is retried without handling again", n)
+	}
+	if got, want := h.handled(), []string{"0/0", "0/1", "0/3", "0/4"}; !slices.Equal(got, want) {
+		t.Errorf("handled %v, want %v", got, want)
+	}
+}
+
+func TestCrashAfterDeadLetterBeforeCommitDuplicatesAtMostOnce(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	recs := produceValues(t, cluster, "a", "b", "poison", "c")
+	poison := recs[2]
+	var failing atomic.Bool
+	failing.Store(true)
+	var rejected atomic.Int64
+	failCommits(cluster, failing.Load, &rejected)
+	fail := func(r *kgo.Record, _ int) error {
+		if string(r.Value) == "poison" {
+			return dlq.MarkPoison(errors.New("bad bytes"))
+		}
+		return nil
+	}
+
+	first := newHandler(fail)
+	router := newRouter(t, cluster)
+	stop := start(t, cluster, router, first)
+	kafkatest.WaitFor(t, 20*time.Second, "the good records handled", func() bool { return len(first.handled()) == 3 })
+	seen := rejected.Load()
+	kafkatest.WaitFor(t, 20*time.Second, "a commit after that rejected", func() bool { return rejected.Load() > seen })
+	if n := total(cluster.EndOffsets(t, dlqTopic)); n != 1 {
+		t.Fatalf("%d dead letters before the crash, want 1", n)
+	}
+	// The consumer stops without committing anything: as far as the
+	// group knows, it crashed after the dead letter was acknowledged.
+	if err := stop(); err == nil {
+		t.Error("Run returned nil although its final commit was rejected")
+	}
+	router.Close()
+	if c, ok := cluster.Committed(t, group, topic)[0]; ok {
+		t.Fatalf("committed %d although every commit was rejected", c)
+	}
+
+	failing.Store(false)
+	second := newHandler(fail)
+	stop = start(t, cluster, newRouter(t, cluster), second)
+	kafkatest.WaitFor(t, 20*time.Second, "offsets committed to the end after the restart", func() bool {
+		return cluster.Committed(t, group, topic)[0] == int64(len(recs))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run after restart: %v", err)
+	}
+	if second.callsOf(poison) != 1 {
+		t.Fatalf("the poison record was handled %d times after the restart, want 1", second.callsOf(poison))
+	}
+	var copies int
+	for _, l := range readTopic(t, cluster, dlqTopic) {
+		if p, err := dlq.Parse(l); err == nil && p.Offset == poison.Offset {
+			copies++
+		}
+	}
+	// Redelivered once, dead-lettered once more: one duplicate, never zero.
+	if copies != 2 {
+		t.Errorf("%d dead letters of the poison record, want 2 (the original and one duplicate)", copies)
+	}
+}
+
+func TestBreakerOpensOnSystemicFailureAndResumes(t *testing.T) {
+	const partitions, n, window = 3, 30, 4
+	cluster := kafkatest.NewCluster(t, partitions, topic, dlqTopic)
+	recs := cluster.ProduceSeq(t, topic, n, 10)
+	var failing atomic.Bool
+	failing.Store(true)
+	h := newHandler(func(*kgo.Record, int) error {
+		if failing.Load() {
+			return errors.New("database unreachable")
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	var changes []string
+	router := newRouter(t, cluster,
+		dlq.MaxAttempts(2),
+		dlq.Breaker(window, 0.5, 50*time.Millisecond),
+		dlq.OnBreakerChange(func(from, to dlq.BreakerState) {
+			mu.Lock()
+			changes = append(changes, from.String()+">"+to.String())
+			mu.Unlock()
+		}),
+	)
+	stop := start(t, cluster, router, h)
+	kafkatest.WaitFor(t, 20*time.Second, "the breaker to open and two probes to fail", func() bool {
+		return router.Stats().BreakerOpens >= 3
+	})
+	// The failure that opens the breaker is held, not dead-lettered.
+	if s := router.Stats(); s.DeadLettered != window-1 {
+		t.Errorf("%d dead letters with the breaker open, want %d", s.DeadLettered, window-1)
+	}
+	if d := total(cluster.EndOffsets(t, dlqTopic)); d != window-1 {
+		t.Errorf("dead-letter topic holds %d records, want %d", d, window-1)
+	}
+	// Consumption paused: besides the dead-lettered records, at most the
+	// record in hand on each partition was tried.
+	if tried := h.tried(); tried > window-1+partitions {
+		t.Errorf("%d records tried while failing, want at most %d", tried, window-1+partitions)
+	}
+
+	failing.Store(false)
+	ends := cluster.EndOffsets(t, topic)
+	kafkatest.WaitFor(t, 20*time.Second, "offsets committed to the end once the failure cleared", func() bool {
+		c := cluster.Committed(t, group, topic)
+		for p, end := range ends {
+			if c[p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := router.Stats(); s.Breaker != dlq.BreakerClosed || s.DeadLettered != window-1 {
+		t.Errorf("Stats = %+v, want a closed breaker and still %d dead letters", s, window-1)
+	}
+	done := make(map[string]bool)
+	for _, s := range h.handled() {
+		done[s] = true
+	}
+	for _, l := range readTopic(t, cluster, dlqTopic) {
+		p, err := dlq.Parse(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done[fmt.Sprintf("%d/%d", p.Partition, p.Offset)] = true
+	}
+	for _, r := range recs {
+		if !done[id(r)] {
+			t.Errorf("record %s neither handled nor dead-lettered", id(r))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(changes) < 5 || changes[0] != "closed>open" || changes[1] != "open>half-open" || changes[len(changes)-1] != "half-open>closed" {
+		t.Errorf("breaker changes %v, want closed>open, open>half-open, ..., half-open>closed", changes)
+	}
+}
+
+func TestShutdownDuringBackoffIsPromptAndCommitsNothingPastTheFailure(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	recs := produceValues(t, cluster, "a", "b", "flaky", "c", "d")
+	flaky := recs[2]
+	h := newHandler(func(r *kgo.Record, _ int) error {
+		if r.Offset == flaky.Offset {
+			return dlq.MarkRetriable(errors.New("timeout"))
+		}
+		return nil
+	})
+	router := newRouter(t, cluster)
+	// A backoff of at least 30 s: the test fails if shutdown waits it out.
+	stop := start(t, cluster, router, h, consumer.RetryBackoff(time.Minute, time.Minute))
+	kafkatest.WaitFor(t, 20*time.Second, "the flaky record to fail once", func() bool { return h.callsOf(flaky) == 1 })
+	began := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(began); took > 10*time.Second {
+		t.Errorf("shutdown took %v during a backoff of at least 30s", took)
+	}
+	if c := cluster.Committed(t, group, topic)[0]; c != flaky.Offset {
+		t.Errorf("committed %d, want %d: the records before the failing one, nothing past it", c, flaky.Offset)
+	}
+	if got, want := h.handled(), []string{"0/0", "0/1"}; !slices.Equal(got, want) {
+		t.Errorf("handled %v, want %v", got, want)
+	}
+}
