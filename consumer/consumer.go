@@ -161,8 +161,36 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 	close(c.running)
+	done := make(chan struct{})
+	go c.watchBacklog(done)
 	c.poll(ctx)
+	close(done)
 	return c.shutdown()
+}
+
+// backlogCheck is how often partitions are checked for a handler that stays
+// behind; one is paused after two checks in a row find it at its bound.
+const backlogCheck = 50 * time.Millisecond
+
+func (c *Consumer) watchBacklog(done <-chan struct{}) {
+	t := time.NewTicker(backlogCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		ws := make([]*worker, 0, len(c.workers))
+		for _, w := range c.workers {
+			ws = append(ws, w)
+		}
+		c.mu.Unlock()
+		for _, w := range ws {
+			w.checkBehind()
+		}
+	}
 }
 
 func (c *Consumer) poll(ctx context.Context) {

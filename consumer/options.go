@@ -121,11 +121,12 @@ func MaxInFlight(n int) Opt {
 	return opt(func(c *cfg) { c.maxInFlight = n })
 }
 
-// MaxInFlightPerPartition sets how many records of one partition may wait
-// before fetching of that partition is paused; the default is 1,000. Fetching
-// resumes once half of them are handled. Records that arrived in the same
-// poll as the one reaching the bound are kept, so a partition may briefly
-// hold more; the MaxInFlight total is never exceeded.
+// MaxInFlightPerPartition sets how many waiting records of one partition
+// mean its handler is behind; the default is 1,000. A partition found at
+// this bound by two checks in a row, 50 ms apart, is paused: it is not
+// fetched until half of its records are handled, so a slow partition cannot
+// take the whole MaxInFlight budget from the others. A handler that works
+// off a large fetch between two checks is not paused.
 func MaxInFlightPerPartition(n int) Opt {
 	return opt(func(c *cfg) { c.maxPerPartition = n })
 }

@@ -30,6 +30,7 @@ type worker struct {
 	queue   []*kgo.Record
 	pending int // queued plus in hand
 	paused  bool
+	behind  bool // pending was at the per-partition bound at the last check
 }
 
 func newWorker(c *Consumer, key tp) *worker {
@@ -45,15 +46,11 @@ func newWorker(c *Consumer, key tp) *worker {
 	}
 }
 
-// push queues records and pauses fetching of the partition once enough wait.
+// push queues records for the worker.
 func (w *worker) push(recs []*kgo.Record) {
 	w.mu.Lock()
 	w.queue = append(w.queue, recs...)
 	w.pending += len(recs)
-	if !w.paused && w.pending >= w.c.cfg.maxPerPartition {
-		w.paused = true
-		w.setPaused(true)
-	}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -72,6 +69,21 @@ func (w *worker) finished(n int) {
 	}
 	w.mu.Unlock()
 	w.c.release(n)
+}
+
+// checkBehind pauses fetching of the partition if its handler was at the
+// per-partition bound at this check and the previous one. A handler that
+// works off a large fetch quickly is not paused: pausing drops the client's
+// buffered records of the partition and resuming waits for a new fetch.
+func (w *worker) checkBehind() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	behind := w.pending >= w.c.cfg.maxPerPartition
+	if behind && w.behind && !w.paused {
+		w.paused = true
+		w.setPaused(true)
+	}
+	w.behind = behind
 }
 
 // setPaused pauses or resumes fetching; the caller holds w.mu so that a pause

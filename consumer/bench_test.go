@@ -1,0 +1,149 @@
+package consumer_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/consumer"
+)
+
+const (
+	benchTopic      = "bench"
+	benchPartitions = 12
+	benchRecords    = 200_000
+	benchValueSize  = 100
+)
+
+var (
+	benchOnce    sync.Once
+	benchCluster *kfake.Cluster
+	benchErr     error
+	benchGroups  atomic.Int64
+)
+
+// benchBroker starts, once per process, an in-process broker holding
+// benchRecords records of benchValueSize bytes over benchPartitions
+// partitions; every benchmark reads the same topic.
+func benchBroker(b *testing.B) []string {
+	b.Helper()
+	benchOnce.Do(func() {
+		benchCluster, benchErr = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(benchPartitions, benchTopic))
+		if benchErr != nil {
+			return
+		}
+		var cl *kgo.Client
+		cl, benchErr = kgo.NewClient(kgo.SeedBrokers(benchCluster.ListenAddrs()...), kgo.ProducerBatchMaxBytes(1<<20))
+		if benchErr != nil {
+			return
+		}
+		defer cl.Close()
+		value := make([]byte, benchValueSize)
+		var wg sync.WaitGroup
+		var once sync.Once
+		for i := range benchRecords {
+			wg.Add(1)
+			cl.Produce(context.Background(), &kgo.Record{Topic: benchTopic, Key: fmt.Appendf(nil, "k%d", i%1000), Value: value},
+				func(_ *kgo.Record, err error) {
+					if err != nil {
+						once.Do(func() { benchErr = err })
+					}
+					wg.Done()
+				})
+		}
+		wg.Wait()
+	})
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	return benchCluster.ListenAddrs()
+}
+
+func nextGroup() string { return fmt.Sprintf("bench-%d", benchGroups.Add(1)) }
+
+// rawPollLoop reads the whole topic with a hand-written franz-go group
+// consumer that autocommits, the baseline kconsumer is measured against.
+func rawPollLoop(b *testing.B, addrs []string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(benchTopic), kgo.ConsumerGroup(nextGroup()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	for n := 0; n < benchRecords; {
+		fetches := cl.PollFetches(context.Background())
+		if err := fetches.Err0(); err != nil {
+			b.Fatal(err)
+		}
+		fetches.EachRecord(func(*kgo.Record) { n++ })
+	}
+}
+
+// consumerNoop reads the whole topic through a Consumer with a handler that
+// does nothing but count.
+func consumerNoop(b *testing.B, addrs []string, opts ...consumer.Opt) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var n atomic.Int64
+	h := consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+		if n.Add(1) == benchRecords {
+			cancel()
+		}
+		return nil
+	})
+	c, err := consumer.New(h, append([]consumer.Opt{
+		consumer.SeedBrokers(addrs...),
+		consumer.Topics(benchTopic),
+		consumer.WithLogger(slog.New(slog.DiscardHandler)),
+	}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if n.Load() < benchRecords {
+		b.Fatalf("handled %d of %d records", n.Load(), benchRecords)
+	}
+}
+
+// BenchmarkNoopHandler reads benchRecords records per iteration; compare the
+// records/s of raw-franz-go and consumer-group.
+func BenchmarkNoopHandler(b *testing.B) {
+	addrs := benchBroker(b)
+	run := func(b *testing.B, read func()) {
+		b.ReportAllocs()
+		for b.Loop() {
+			read()
+		}
+		b.ReportMetric(float64(benchRecords)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	}
+	b.Run("raw-franz-go", func(b *testing.B) { run(b, func() { rawPollLoop(b, addrs) }) })
+	b.Run("consumer-group", func(b *testing.B) {
+		run(b, func() { consumerNoop(b, addrs, consumer.Group(nextGroup())) })
+	})
+	b.Run("consumer-direct", func(b *testing.B) { run(b, func() { consumerNoop(b, addrs) }) })
+}
+
+// BenchmarkNoopHandlerRatio alternates the raw loop and the Consumer in each
+// iteration, so both see the same machine load, and reports the Consumer's
+// throughput as a fraction of the raw loop's.
+func BenchmarkNoopHandlerRatio(b *testing.B) {
+	addrs := benchBroker(b)
+	var raw, ours time.Duration
+	for b.Loop() {
+		start := time.Now()
+		rawPollLoop(b, addrs)
+		raw += time.Since(start)
+		start = time.Now()
+		consumerNoop(b, addrs, consumer.Group(nextGroup()))
+		ours += time.Since(start)
+	}
+	b.ReportMetric(raw.Seconds()/ours.Seconds(), "throughput-ratio")
+}
