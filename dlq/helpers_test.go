@@ -198,7 +198,7 @@ func failProduceTo(t *testing.T, c *kafkatest.Cluster, topic string, failing fun
 	if info == nil {
 		t.Fatalf("no topic %s", topic)
 	}
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		preq := req.(*kmsg.ProduceRequest)
 		hit := false
@@ -216,32 +216,6 @@ func failProduceTo(t *testing.T, c *kafkatest.Cluster, topic string, failing fun
 				sp := kmsg.NewProduceResponseTopicPartition()
 				sp.Partition = rp.Partition
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		rejected.Add(1)
-		return resp, nil, true
-	})
-}
-
-// failCommits makes the cluster reject every offset commit while failing
-// returns true; it counts the rejections.
-func failCommits(c *kafkatest.Cluster, failing func() bool, rejected *atomic.Int64) {
-	c.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if !failing() {
-			return nil, nil, false
-		}
-		creq := req.(*kmsg.OffsetCommitRequest)
-		resp := creq.ResponseKind().(*kmsg.OffsetCommitResponse)
-		for _, rt := range creq.Topics {
-			st := kmsg.NewOffsetCommitResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetCommitResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.UnknownServerError.Code
 				st.Partitions = append(st.Partitions, sp)
 			}
 			resp.Topics = append(resp.Topics, st)

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -159,6 +160,9 @@ func (c *redriveCfg) ranges(ctx context.Context, adm *kadm.Client, topic string)
 	committed, err := adm.FetchOffsetsForTopics(ctx, c.group, topic)
 	if err == nil {
 		err = committed.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = nil, nil // a group's first run
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("dlq: fetching progress of group %s: %w", c.group, err)

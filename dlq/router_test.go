@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
@@ -270,10 +271,8 @@ func TestCrashAfterDeadLetterBeforeCommitDuplicatesAtMostOnce(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
 	recs := produceValues(t, cluster, "a", "b", "poison", "c")
 	poison := recs[2]
-	var failing atomic.Bool
-	failing.Store(true)
-	var rejected atomic.Int64
-	failCommits(cluster, failing.Load, &rejected)
+	commits := cluster.CountRequests(kmsg.OffsetCommit)
+	restore := cluster.RejectCommits()
 	fail := func(r *kgo.Record, _ int) error {
 		if string(r.Value) == "poison" {
 			return dlq.MarkPoison(errors.New("bad bytes"))
@@ -285,8 +284,8 @@ func TestCrashAfterDeadLetterBeforeCommitDuplicatesAtMostOnce(t *testing.T) {
 	router := newRouter(t, cluster)
 	stop := start(t, cluster, router, first)
 	kafkatest.WaitFor(t, 20*time.Second, "the good records handled", func() bool { return len(first.handled()) == 3 })
-	seen := rejected.Load()
-	kafkatest.WaitFor(t, 20*time.Second, "a commit after that rejected", func() bool { return rejected.Load() > seen })
+	seen := commits.Load()
+	kafkatest.WaitFor(t, 20*time.Second, "a commit after that rejected", func() bool { return commits.Load() > seen })
 	if n := total(cluster.EndOffsets(t, dlqTopic)); n != 1 {
 		t.Fatalf("%d dead letters before the crash, want 1", n)
 	}
@@ -300,7 +299,7 @@ func TestCrashAfterDeadLetterBeforeCommitDuplicatesAtMostOnce(t *testing.T) {
 		t.Fatalf("committed %d although every commit was rejected", c)
 	}
 
-	failing.Store(false)
+	restore()
 	second := newHandler(fail)
 	stop = start(t, cluster, newRouter(t, cluster), second)
 	kafkatest.WaitFor(t, 20*time.Second, "offsets committed to the end after the restart", func() bool {

@@ -1,0 +1,208 @@
+package dlq_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
+)
+
+// deadLetter runs a consumer over the records until it committed them all,
+// dead-lettering values starting with "p" as poison and with "u" as
+// unclassified errors.
+func deadLetter(t *testing.T, c *kafkatest.Cluster, recs []*kgo.Record) {
+	t.Helper()
+	c.Produce(t, recs...)
+	h := newHandler(func(r *kgo.Record, _ int) error {
+		switch {
+		case bytes.HasPrefix(r.Value, []byte("p")):
+			return dlq.MarkPoison(errors.New("bad"))
+		case bytes.HasPrefix(r.Value, []byte("u")):
+			return errors.New("odd")
+		}
+		return nil
+	})
+	stop := start(t, c, newRouter(t, c, dlq.MaxAttempts(1)), h)
+	ends := c.EndOffsets(t, topic)
+	kafkatest.WaitFor(t, 20*time.Second, "the records committed", func() bool {
+		got := c.Committed(t, group, topic)
+		for p, end := range ends {
+			if got[p] != end {
+				return false
+			}
+		}
+		return true
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+func redrive(t *testing.T, c *kafkatest.Cluster, opts ...dlq.RedriveOpt) dlq.RedriveStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := []dlq.RedriveOpt{dlq.SeedBrokers(c.Addrs...), dlq.WithLogger(quiet)}
+	s, err := dlq.Redrive(ctx, dlqTopic, append(base, opts...)...)
+	if err != nil {
+		t.Fatalf("Redrive: %v", err)
+	}
+	return s
+}
+
+// values returns the values of recs, as strings.
+func values(recs []*kgo.Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = string(r.Value)
+	}
+	return out
+}
+
+func TestRedriveCopiesDeadLettersBackOnce(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 2, topic, dlqTopic)
+	var recs []*kgo.Record
+	for i := range 12 {
+		v := fmt.Sprintf("ok%d", i)
+		switch i % 4 {
+		case 1:
+			v = fmt.Sprintf("p%d", i)
+		case 2:
+			v = fmt.Sprintf("u%d", i)
+		}
+		recs = append(recs, &kgo.Record{
+			Topic:     topic,
+			Key:       fmt.Appendf(nil, "k%d", i),
+			Value:     []byte(v),
+			Headers:   []kgo.RecordHeader{{Key: "h", Value: fmt.Appendf(nil, "%d", i)}, {Key: "n"}},
+			Timestamp: time.UnixMilli(1_700_000_000_000 + int64(i)),
+		})
+	}
+	deadLetter(t, cluster, recs)
+	before := cluster.EndOffsets(t, topic)
+
+	s := redrive(t, cluster)
+	if s.Copied != 6 || s.Skipped != 0 || s.Invalid != 0 || s.Topics[topic] != 6 {
+		t.Fatalf("first run: %+v, want 6 copied to %s", s, topic)
+	}
+	var copies []*kgo.Record
+	for _, r := range readTopic(t, cluster, topic) {
+		if r.Offset >= before[r.Partition] {
+			copies = append(copies, r)
+		}
+	}
+	if len(copies) != 6 {
+		t.Fatalf("%d copies in %s, want 6", len(copies), topic)
+	}
+	for _, c := range copies {
+		var orig *kgo.Record
+		for _, r := range recs {
+			if bytes.Equal(r.Value, c.Value) {
+				orig = r
+			}
+		}
+		if orig == nil || !(bytes.HasPrefix(c.Value, []byte("p")) || bytes.HasPrefix(c.Value, []byte("u"))) {
+			t.Fatalf("copy %q is not one of the failed records", c.Value)
+		}
+		if c.Partition != orig.Partition || !bytes.Equal(c.Key, orig.Key) || !c.Timestamp.Equal(orig.Timestamp) ||
+			!slices.EqualFunc(c.Headers, orig.Headers, func(a, b kgo.RecordHeader) bool { return a.Key == b.Key && bytes.Equal(a.Value, b.Value) }) {
+			t.Errorf("copy %q: partition %d key %q time %v headers %v; want the original's %d %q %v %v",
+				c.Value, c.Partition, c.Key, c.Timestamp, c.Headers, orig.Partition, orig.Key, orig.Timestamp, orig.Headers)
+		}
+	}
+
+	if s := redrive(t, cluster); s.Copied != 0 {
+		t.Errorf("second run copied %d, want 0", s.Copied)
+	}
+	if got := total(cluster.EndOffsets(t, topic)); got != total(before)+6 {
+		t.Errorf("%s holds %d records after two runs, want %d", topic, got, total(before)+6)
+	}
+}
+
+func TestRedriveFiltersByClassAndOffset(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	deadLetter(t, cluster, produceLater("p0", "u1", "ok", "p2", "u3"))
+	// Something that is not a dead letter, at DLQ offset 4.
+	cluster.Produce(t, &kgo.Record{Topic: dlqTopic, Value: []byte("stray")})
+	n := total(cluster.EndOffsets(t, topic))
+
+	s := redrive(t, cluster, dlq.ProgressGroup("a"), dlq.Classes(dlq.Unclassified))
+	if s.Copied != 2 || s.Skipped != 2 || s.Invalid != 1 {
+		t.Errorf("unclassified only: %+v, want 2 copied, 2 skipped, 1 invalid", s)
+	}
+	if s := redrive(t, cluster, dlq.ProgressGroup("a")); s.Copied != 0 || s.Skipped != 0 {
+		t.Errorf("same group again: %+v, want nothing: the group read it all", s)
+	}
+	if s := redrive(t, cluster, dlq.ProgressGroup("b"), dlq.Classes(dlq.Poison), dlq.Offsets(0, 1)); s.Copied != 1 || s.Skipped != 0 {
+		t.Errorf("poison at DLQ offset 0: %+v, want 1 copied", s)
+	}
+	if s := redrive(t, cluster, dlq.ProgressGroup("b"), dlq.Classes(dlq.Poison)); s.Copied != 1 || s.Skipped != 2 || s.Invalid != 1 {
+		t.Errorf("poison from offset 1: %+v, want 1 copied, 2 skipped, 1 invalid", s)
+	}
+	var got []string
+	for _, r := range readTopic(t, cluster, topic)[n:] {
+		got = append(got, string(r.Value))
+	}
+	if want := []string{"u1", "u3", "p0", "p2"}; !slices.Equal(got, want) {
+		t.Errorf("copies %v, want %v", got, want)
+	}
+}
+
+func TestRedriveCrashRecopiesAtMostOneBatch(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	deadLetter(t, cluster, produceLater("p0", "p1", "p2", "p3", "p4"))
+	n := total(cluster.EndOffsets(t, topic))
+
+	restore := cluster.RejectCommits()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := dlq.Redrive(ctx, dlqTopic, dlq.SeedBrokers(cluster.Addrs...), dlq.WithLogger(quiet), dlq.BatchSize(2))
+	if err == nil || !strings.Contains(err.Error(), "committing progress") {
+		t.Fatalf("Redrive with commits rejected returned %v, want a progress commit error", err)
+	}
+	if s.Copied < 1 || s.Copied > 2 {
+		t.Fatalf("crashed run copied %d, want one batch of at most 2", s.Copied)
+	}
+	restore()
+	if s2 := redrive(t, cluster, dlq.BatchSize(2)); s2.Copied != 5 {
+		t.Errorf("run after the crash copied %d, want all 5 again", s2.Copied)
+	}
+	if s3 := redrive(t, cluster, dlq.BatchSize(2)); s3.Copied != 0 {
+		t.Errorf("third run copied %d, want 0", s3.Copied)
+	}
+	got := values(readTopic(t, cluster, topic)[n:])
+	want := append(values(produceLater("p0", "p1", "p2", "p3", "p4"))[:s.Copied], "p0", "p1", "p2", "p3", "p4")
+	if !slices.Equal(got, want) {
+		t.Errorf("copies %v, want the crashed batch once more and then each once: %v", got, want)
+	}
+}
+
+func TestRedriveRefusesAMissingTopic(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	_, err := dlq.Redrive(context.Background(), "nope.dlq", dlq.SeedBrokers(cluster.Addrs...), dlq.WithLogger(quiet))
+	if err == nil {
+		t.Fatal("Redrive of a missing topic returned nil")
+	}
+	if !strings.Contains(err.Error(), "nope.dlq") {
+		t.Errorf("error %q does not name the topic", err)
+	}
+}
+
+// produceLater returns records of topic with the given values, not yet
+// produced.
+func produceLater(vs ...string) []*kgo.Record {
+	out := make([]*kgo.Record, len(vs))
+	for i, v := range vs {
+		out[i] = &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte(v)}
+	}
+	return out
+}
