@@ -1,0 +1,97 @@
+package recovery
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A ReplayOpt configures a FullReplay.
+type ReplayOpt interface{ applyReplay(*FullReplay) }
+
+// A SkipOpt configures a CheckpointSkip.
+type SkipOpt interface{ applySkip(*CheckpointSkip) }
+
+// An Opt configures both FullReplay and CheckpointSkip.
+type Opt interface {
+	ReplayOpt
+	SkipOpt
+}
+
+// common is the configuration and state FullReplay and CheckpointSkip share.
+type common struct {
+	logger     *slog.Logger
+	onDataLoss func(context.Context, *DataLossError) error
+	used       atomic.Bool
+}
+
+func newCommon() common {
+	return common{logger: slog.Default()}
+}
+
+// claim marks the strategy as taken by a Consumer; a second claim fails.
+func (c *common) claim() error {
+	if !c.used.CompareAndSwap(false, true) {
+		return ErrInUse
+	}
+	return nil
+}
+
+// dataLoss hands e to the OnDataLoss function, or logs it and carries on.
+func (c *common) dataLoss(ctx context.Context, e *DataLossError) error {
+	if c.onDataLoss != nil {
+		return c.onDataLoss(ctx, e)
+	}
+	c.logger.Error("resuming at the log start after data loss",
+		"topic", e.Topic, "partition", e.Partition, "lost", e.Lost(), "next", e.Next, "log_start", e.LogStart)
+	return nil
+}
+
+type sharedOpt func(*common)
+
+func (o sharedOpt) applyReplay(r *FullReplay)   { o(&r.common) }
+func (o sharedOpt) applySkip(s *CheckpointSkip) { o(&s.common) }
+
+type replayOpt func(*FullReplay)
+
+func (o replayOpt) applyReplay(r *FullReplay) { o(r) }
+
+type skipOpt func(*CheckpointSkip)
+
+func (o skipOpt) applySkip(s *CheckpointSkip) { o(s) }
+
+// WithLogger sets the logger for data loss, refused partitions and failed
+// snapshots; the default is slog.Default().
+func WithLogger(l *slog.Logger) Opt {
+	return sharedOpt(func(c *common) { c.logger = l })
+}
+
+// OnDataLoss sets the function told when a stored position (a checkpoint or
+// a snapshot's offset) is below the start of its partition, meaning records
+// were deleted before they were processed. If fn returns nil, the partition
+// resumes at its log start; if it returns an error, a CheckpointSkip leaves
+// the partition unconsumed and Ready reports the error, and a FullReplay's
+// Consumer.Run fails with it. The default logs the loss at error level and
+// resumes at the log start: the records are gone either way.
+func OnDataLoss(fn func(ctx context.Context, e *DataLossError) error) Opt {
+	return sharedOpt(func(c *common) { c.onDataLoss = fn })
+}
+
+// Snapshots makes a FullReplay resume from the newest snapshot s holds
+// instead of the start of every partition, and save a new one every interval
+// while it runs. Without it, a FullReplay replays everything on each start.
+func Snapshots(s Snapshotter, every time.Duration) ReplayOpt {
+	return replayOpt(func(r *FullReplay) { r.snap, r.every = s, every })
+}
+
+// StartWithoutCheckpoint sets where a CheckpointSkip starts a partition for
+// which the store holds no checkpoint, whatever offset the group committed;
+// the default is kgo.NewOffset().AtEnd(), "latest" (Java:
+// auto.offset.reset). Use kgo.NewOffset().AtStart() to process a topic's
+// whole history on the first start.
+func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
+	return skipOpt(func(s *CheckpointSkip) { s.noCheckpoint = o })
+}

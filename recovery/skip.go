@@ -1,0 +1,193 @@
+package recovery
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/consumer"
+)
+
+// CheckpointSkip is the Strategy for handlers whose state accumulates, so
+// that handling a record twice counts it twice: sums, counters, appended
+// deltas. The handler writes each record's effect together with its
+// Checkpoint in the user's CheckpointStore, which is the truth about what
+// was processed; Kafka's committed offsets are only kept up to date for lag
+// tools.
+//
+// When partitions are assigned, each starts at the record after its
+// checkpoint, whatever the group committed, and records at or below the
+// checkpoint are skipped. A partition without a checkpoint starts where
+// StartWithoutCheckpoint says, "latest" by default. A checkpoint beyond the
+// end of its partition leaves the partition unconsumed with an *AheadError;
+// one below the start of its partition is a *DataLossError (see OnDataLoss).
+type CheckpointSkip struct {
+	common
+	store        CheckpointStore
+	noCheckpoint kgo.Offset
+
+	cl      *kgo.Client
+	started chan struct{} // closed when Start has set cl
+
+	mu          sync.RWMutex
+	checkpoints map[topicPartition]int64 // as loaded at assignment, for skipping
+	refused     map[topicPartition]error
+	assigned    bool
+}
+
+var _ consumer.Strategy = (*CheckpointSkip)(nil)
+
+// NewCheckpointSkip returns a CheckpointSkip strategy for one Consumer that
+// resumes from the checkpoints in store.
+func NewCheckpointSkip(store CheckpointStore, opts ...SkipOpt) *CheckpointSkip {
+	s := &CheckpointSkip{
+		common:       newCommon(),
+		store:        store,
+		noCheckpoint: kgo.NewOffset().AtEnd(),
+		started:      make(chan struct{}),
+		checkpoints:  make(map[topicPartition]int64),
+		refused:      make(map[topicPartition]error),
+	}
+	for _, o := range opts {
+		o.applySkip(s)
+	}
+	return s
+}
+
+// Setup implements consumer.Strategy. It fails with ErrNoStore without a
+// store and with ErrNoGroup without a group.
+func (s *CheckpointSkip) Setup(group string) ([]kgo.Opt, error) {
+	if err := s.claim(); err != nil {
+		return nil, err
+	}
+	var errs []error
+	if s.store == nil {
+		errs = append(errs, ErrNoStore)
+	}
+	if group == "" {
+		errs = append(errs, ErrNoGroup)
+	}
+	if s.logger == nil {
+		errs = append(errs, errors.New("recovery: nil logger"))
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Start implements consumer.Strategy.
+func (s *CheckpointSkip) Start(_ context.Context, cl *kgo.Client) error {
+	s.cl = cl
+	close(s.started)
+	return nil
+}
+
+// StartOffsets implements consumer.Strategy: it reads the checkpoints of the
+// assigned partitions from the store and starts each after its checkpoint,
+// ignoring committed. An error (the store or the broker unreachable) fails
+// the assignment, and the client joins the group again.
+func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	select {
+	case <-s.started:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	topics := slices.Sorted(maps.Keys(committed))
+	b, err := listBounds(ctx, s.cl, topics, false)
+	if err != nil {
+		return nil, err
+	}
+	loaded := make(map[string]map[int32]int64, len(topics))
+	for _, topic := range topics {
+		ps := slices.Sorted(maps.Keys(committed[topic]))
+		if loaded[topic], err = s.store.Checkpoints(ctx, topic, ps); err != nil {
+			return nil, fmt.Errorf("recovery: reading checkpoints of %s: %w", topic, err)
+		}
+	}
+
+	out := make(map[string]map[int32]kgo.Offset, len(topics))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, topic := range topics {
+		out[topic] = make(map[int32]kgo.Offset)
+		for p := range committed[topic] {
+			key := topicPartition{topic, p}
+			delete(s.refused, key)
+			delete(s.checkpoints, key)
+			cp, ok := loaded[topic][p]
+			if !ok {
+				out[topic][p] = s.noCheckpoint
+				continue
+			}
+			next := cp + 1
+			start, _ := b.start.lookup(topic, p)
+			end, ok := b.end.lookup(topic, p)
+			if !ok {
+				return nil, fmt.Errorf("recovery: no offsets listed for assigned partition %s/%d", topic, p)
+			}
+			if next > end {
+				s.refuse(key, &AheadError{Topic: topic, Partition: p, Next: next, HighWatermark: end})
+				continue
+			}
+			if next < start {
+				if err := s.dataLoss(ctx, &DataLossError{Topic: topic, Partition: p, Next: next, LogStart: start}); err != nil {
+					s.refuse(key, err)
+					continue
+				}
+			}
+			// Below the log start, the client starts at the log start.
+			out[topic][p] = kgo.NewOffset().At(next)
+			s.checkpoints[key] = cp
+		}
+	}
+	s.assigned = true
+	return out, nil
+}
+
+// refuse leaves a partition unconsumed and reports err through Ready.
+func (s *CheckpointSkip) refuse(key topicPartition, err error) {
+	s.refused[key] = err
+	s.logger.Error("not consuming partition", "topic", key.topic, "partition", key.partition, "err", err)
+}
+
+// Wrap implements consumer.Strategy: it skips records at or below the
+// checkpoint loaded when their partition was assigned.
+func (s *CheckpointSkip) Wrap(h consumer.Handler) consumer.Handler {
+	return consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		s.mu.RLock()
+		cp, ok := s.checkpoints[topicPartition{r.Topic, r.Partition}]
+		s.mu.RUnlock()
+		if ok && r.Offset <= cp {
+			return nil
+		}
+		return h.Handle(ctx, r)
+	})
+}
+
+// Ready returns nil once partitions were assigned and positioned from the
+// store, and an error wrapping ErrNotReady before that. Afterwards, it
+// returns an error wrapping ErrNotReady and each partition's *AheadError or
+// refusal while any assigned partition is left unconsumed; a later
+// assignment of that partition clears it.
+func (s *CheckpointSkip) Ready() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.assigned {
+		return fmt.Errorf("%w: no partitions assigned yet", ErrNotReady)
+	}
+	if len(s.refused) == 0 {
+		return nil
+	}
+	keys := slices.SortedFunc(maps.Keys(s.refused), func(a, b topicPartition) int {
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
+	})
+	errs := make([]error, len(keys))
+	for i, k := range keys {
+		errs[i] = s.refused[k]
+	}
+	return fmt.Errorf("%w: %d partitions not consumed: %w", ErrNotReady, len(keys), errors.Join(errs...))
+}

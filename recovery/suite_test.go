@@ -1,0 +1,456 @@
+package recovery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
+	"github.com/kconsumer/kconsumer/recovery"
+)
+
+// The shared suite runs the same crash and rebalance scenarios against every
+// strategy, each paired with the kind of state it is meant for: FullReplay
+// with a last-value-per-key map held in memory, CheckpointSkip with sums per
+// key kept in a store with the checkpoints, Stateless with an external sink
+// that counts deliveries.
+
+// A world is what survives a crash for one strategy: the durable store or
+// sink, and the checks of the strategy's guarantee.
+type world interface {
+	// process returns the strategy and handler of a new process; the
+	// handler runs each record's effect through k, which may kill it.
+	process(k *killer) (ready, consumer.Handler)
+	// done reports whether everything produced was processed, as seen by
+	// the process of strategy s.
+	done(t testing.TB, s ready) bool
+	// check asserts the guarantee, with crashed telling whether any
+	// process died along the way.
+	check(t testing.TB, s ready, crashed bool)
+}
+
+type subject struct {
+	name  string
+	group string
+	world func(c *kafkatest.Cluster, produced []*kgo.Record) world
+}
+
+var subjects = []subject{
+	{"FullReplay", "", newReplayWorld},
+	{"CheckpointSkip", "g", newSkipWorld},
+	{"Stateless", "g", newStatelessWorld},
+}
+
+var errDead = errors.New("process died")
+
+// killer kills a process at its at-th handler call, before that record's
+// effect or, with after, once the effect is written and before the handler
+// returns. A dead process has no more effects.
+type killer struct {
+	at    int64
+	after bool
+	calls atomic.Int64
+	dead  atomic.Bool
+	died  chan struct{}
+	once  sync.Once
+}
+
+func newKiller(r *rand.Rand, maxAt int64) *killer {
+	return &killer{at: 1 + r.Int64N(maxAt), after: r.IntN(2) == 0, died: make(chan struct{})}
+}
+
+func (k *killer) run(effect func() error) error {
+	if k == nil {
+		return effect()
+	}
+	if k.dead.Load() {
+		return errDead
+	}
+	n := k.calls.Add(1)
+	if n == k.at && !k.after {
+		k.die()
+		return errDead
+	}
+	if err := effect(); err != nil {
+		return err
+	}
+	if n == k.at && k.after {
+		k.die()
+		return errDead
+	}
+	return nil
+}
+
+func (k *killer) die() {
+	k.dead.Store(true)
+	k.once.Do(func() { close(k.died) })
+}
+
+func (k *killer) hasDied() bool {
+	select {
+	case <-k.died:
+		return true
+	default:
+		return false
+	}
+}
+
+func valueOf(t testing.TB, r *kgo.Record) int64 {
+	v, err := strconv.ParseInt(string(r.Value), 10, 64)
+	if err != nil {
+		t.Errorf("record %s: bad value %q", recovery.CheckpointOf(r), r.Value)
+	}
+	return v
+}
+
+// FullReplay: the last value per key, in memory; a crash loses it all.
+
+type replayWorld struct {
+	cluster *kafkatest.Cluster
+	truth   map[string]string
+	mu      sync.Mutex
+	state   map[ready]map[string]string
+}
+
+func newReplayWorld(c *kafkatest.Cluster, produced []*kgo.Record) world {
+	truth := make(map[string]string)
+	last := make(map[string]int64)
+	for _, r := range produced {
+		if o, ok := last[string(r.Key)]; !ok || r.Offset > o {
+			last[string(r.Key)], truth[string(r.Key)] = r.Offset, string(r.Value)
+		}
+	}
+	return &replayWorld{cluster: c, truth: truth, state: make(map[ready]map[string]string)}
+}
+
+func (w *replayWorld) process(k *killer) (ready, consumer.Handler) {
+	s := recovery.NewFullReplay(recovery.WithLogger(quiet))
+	state := make(map[string]string)
+	w.mu.Lock()
+	w.state[s] = state
+	w.mu.Unlock()
+	return s, consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		return k.run(func() error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			state[string(r.Key)] = string(r.Value)
+			return nil
+		})
+	})
+}
+
+func (w *replayWorld) done(_ testing.TB, s ready) bool {
+	select {
+	case <-s.(*recovery.FullReplay).CaughtUp():
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *replayWorld) check(t testing.TB, s ready, _ bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	groups, err := w.cluster.Admin.ListGroups(ctx)
+	if err != nil {
+		t.Fatalf("listing groups: %v", err)
+	}
+	if names := groups.Groups(); len(names) > 0 {
+		t.Errorf("the broker has consumer groups %v; a replay must not create any", names)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if got := w.state[s]; !maps.Equal(got, w.truth) {
+		t.Errorf("state has %d keys, want the %d keys of the whole topic: got %v, want %v", len(got), len(w.truth), got, w.truth)
+	}
+}
+
+// CheckpointSkip: sums per key, written with the checkpoint in one step.
+
+type skipWorld struct {
+	cluster *kafkatest.Cluster
+	truth   map[string]int64
+	store   *recovery.MemoryStore[map[string]int64]
+	replays atomic.Int64 // records handed to the handler although the store had them
+}
+
+func newSkipWorld(c *kafkatest.Cluster, produced []*kgo.Record) world {
+	truth := make(map[string]int64)
+	for _, r := range produced {
+		v, _ := strconv.ParseInt(string(r.Value), 10, 64)
+		truth[string(r.Key)] += v
+	}
+	return &skipWorld{cluster: c, truth: truth, store: recovery.NewMemoryStore(make(map[string]int64))}
+}
+
+func (w *skipWorld) process(k *killer) (ready, consumer.Handler) {
+	s := recovery.NewCheckpointSkip(w.store,
+		recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()),
+		recovery.WithLogger(quiet))
+	return s, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		v, err := strconv.ParseInt(string(r.Value), 10, 64)
+		if err != nil {
+			return err
+		}
+		return k.run(func() error {
+			cps, err := w.store.Checkpoints(ctx, r.Topic, []int32{r.Partition})
+			if err != nil {
+				return err
+			}
+			if cp, ok := cps[r.Partition]; ok && r.Offset <= cp {
+				w.replays.Add(1)
+			}
+			return w.store.Apply(ctx, recovery.CheckpointOf(r), func(sums *map[string]int64) {
+				(*sums)[string(r.Key)] += v
+			})
+		})
+	})
+}
+
+func (w *skipWorld) done(t testing.TB, _ ready) bool {
+	ends := w.cluster.EndOffsets(t, topic)
+	var ps []int32
+	for p := range ends {
+		ps = append(ps, p)
+	}
+	cps, err := w.store.Checkpoints(context.Background(), topic, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, end := range ends {
+		if cp, ok := cps[p]; end > 0 && (!ok || cp < end-1) {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *skipWorld) check(t testing.TB, _ ready, _ bool) {
+	t.Helper()
+	// The store would ignore them, but the strategy must not even deliver
+	// them: each partition starts after its checkpoint.
+	if n := w.replays.Load(); n > 0 {
+		t.Errorf("%d records at or below their checkpoint reached the handler", n)
+	}
+	w.store.Read(func(sums map[string]int64) {
+		for key, want := range w.truth {
+			if got := sums[key]; got != want {
+				t.Errorf("sum of %s = %d, want %d (%+d)", key, got, want, got-want)
+			}
+		}
+		if len(sums) != len(w.truth) {
+			t.Errorf("%d keys summed, want %d", len(sums), len(w.truth))
+		}
+	})
+}
+
+// Stateless: an external sink counting deliveries of each record.
+
+type statelessWorld struct {
+	produced []*kgo.Record
+	mu       sync.Mutex
+	seen     map[recovery.Checkpoint]int
+	last     map[int32]int64 // last offset handled per partition by the current process
+}
+
+func newStatelessWorld(_ *kafkatest.Cluster, produced []*kgo.Record) world {
+	return &statelessWorld{produced: produced, seen: make(map[recovery.Checkpoint]int)}
+}
+
+func (w *statelessWorld) process(k *killer) (ready, consumer.Handler) {
+	return recovery.NewStateless(), consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		return k.run(func() error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.seen[recovery.CheckpointOf(r)]++
+			return nil
+		})
+	})
+}
+
+func (w *statelessWorld) done(testing.TB, ready) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.produced {
+		if w.seen[recovery.CheckpointOf(r)] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *statelessWorld) check(t testing.TB, _ ready, crashed bool) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var missing, dup int
+	for _, r := range w.produced {
+		switch n := w.seen[recovery.CheckpointOf(r)]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			dup++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d records never delivered", missing, len(w.produced))
+	}
+	if !crashed && dup > 0 {
+		t.Errorf("%d records delivered twice without a crash", dup)
+	}
+	t.Logf("%d records, %d delivered more than once", len(w.produced), dup)
+}
+
+// runSuite runs every scenario against every strategy.
+func TestStrategies(t *testing.T) {
+	scenarios := []struct {
+		name string
+		run  func(t *testing.T, sub subject)
+	}{
+		{"CrashRestart", scenarioCrashRestart},
+		{"RebalanceAndCrash", scenarioRebalanceAndCrash},
+		{"GracefulRestart", scenarioGracefulRestart},
+		{"Readiness", scenarioReadiness},
+	}
+	for _, sub := range subjects {
+		t.Run(sub.name, func(t *testing.T) {
+			for _, sc := range scenarios {
+				t.Run(sc.name, func(t *testing.T) { sc.run(t, sub) })
+			}
+		})
+	}
+}
+
+const (
+	suitePartitions = 4
+	suiteRecords    = 1200
+	suiteKeys       = 40
+)
+
+func suiteSetup(t *testing.T, sub subject) (*kafkatest.Cluster, world) {
+	cluster := kafkatest.NewCluster(t, suitePartitions, topic)
+	produced := cluster.ProduceSeq(t, topic, suiteRecords, suiteKeys)
+	return cluster, sub.world(cluster, produced)
+}
+
+// finish runs a process to the end and checks the guarantee.
+func finish(t *testing.T, cluster *kafkatest.Cluster, sub subject, w world, crashed bool) {
+	t.Helper()
+	s, h := w.process(nil)
+	stop := running(t, newConsumer(t, h, testOpts(cluster, sub.group, s)...))
+	kafkatest.WaitFor(t, 30*time.Second, "everything processed", func() bool { return w.done(t, s) })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	w.check(t, s, crashed)
+}
+
+// scenarioCrashRestart kills processes at random records, before or after an
+// effect, with no commit reaching the broker, and restarts each time. Each
+// process dies before it could finish: the crashes add up to fewer calls
+// than there are records.
+func scenarioCrashRestart(t *testing.T, sub subject) {
+	cluster, w := suiteSetup(t, sub)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	const crashes = 20
+	for i := range crashes {
+		k := newKiller(rng, suiteRecords/(crashes+1))
+		s, h := w.process(k)
+		stop := running(t, newConsumer(t, h, testOpts(cluster, sub.group, s)...))
+		wait(t, k.died, 30*time.Second, fmt.Sprintf("crash %d at call %d", i, k.at))
+		crash(cluster, stop)
+	}
+	finish(t, cluster, sub, w, true)
+}
+
+var errHeld = errors.New("held until the second process is ready")
+
+// scenarioRebalanceAndCrash runs two processes of one application: the second
+// starts once the first has handled some records and holds them until the
+// second is ready (for a group, it owns partitions); then the first dies at a
+// random record and the second finishes alone.
+func scenarioRebalanceAndCrash(t *testing.T, sub subject) {
+	cluster, w := suiteSetup(t, sub)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	const head = 100
+	k := newKiller(rand.New(rand.NewPCG(seed, seed)), 200)
+	k.at += head
+	s1, h1 := w.process(k)
+	s2, h2 := w.process(nil)
+	var calls atomic.Int64
+	reachedHead := make(chan struct{})
+	held := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if calls.Load() >= head && s2.Ready() != nil {
+			return errHeld
+		}
+		if calls.Add(1) == head {
+			close(reachedHead)
+		}
+		return h1.Handle(ctx, r)
+	})
+	stop1 := running(t, newConsumer(t, held, testOpts(cluster, sub.group, s1)...))
+	wait(t, reachedHead, 30*time.Second, "the first process to handle some records")
+	stop2 := running(t, newConsumer(t, h2, testOpts(cluster, sub.group, s2)...))
+	kafkatest.WaitFor(t, 30*time.Second, "the second process to be ready", func() bool { return s2.Ready() == nil })
+	wait(t, k.died, 30*time.Second, fmt.Sprintf("the first process to die at call %d", k.at))
+	crash(cluster, stop1)
+	kafkatest.WaitFor(t, 30*time.Second, "everything processed", func() bool { return w.done(t, s2) })
+	if err := stop2(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	w.check(t, s2, true)
+}
+
+// scenarioGracefulRestart stops a process cleanly halfway and restarts it.
+func scenarioGracefulRestart(t *testing.T, sub subject) {
+	cluster, w := suiteSetup(t, sub)
+	var calls atomic.Int64
+	halfway := make(chan struct{})
+	s, h := w.process(nil)
+	counted := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if calls.Add(1) == suiteRecords/2 {
+			close(halfway)
+		}
+		return h.Handle(ctx, r)
+	})
+	stop := running(t, newConsumer(t, counted, testOpts(cluster, sub.group, s)...))
+	wait(t, halfway, 30*time.Second, "half the records")
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	finish(t, cluster, sub, w, false)
+}
+
+// scenarioReadiness checks that a strategy is not ready before it runs and
+// becomes ready while running.
+func scenarioReadiness(t *testing.T, sub subject) {
+	cluster, w := suiteSetup(t, sub)
+	s, h := w.process(nil)
+	c := newConsumer(t, h, testOpts(cluster, sub.group, s)...)
+	if err := s.Ready(); !errors.Is(err, recovery.ErrNotReady) {
+		t.Fatalf("Ready before Run = %v, want ErrNotReady", err)
+	}
+	stop := running(t, c)
+	kafkatest.WaitFor(t, 30*time.Second, "ready", func() bool { return s.Ready() == nil })
+	kafkatest.WaitFor(t, 30*time.Second, "everything processed", func() bool { return w.done(t, s) })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if err := s.Ready(); err != nil {
+		t.Errorf("Ready after processing = %v", err)
+	}
+}
