@@ -3,6 +3,7 @@ package dlq
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,6 +48,10 @@ type breaker struct {
 	logger *slog.Logger
 	notify func(from, to BreakerState)
 
+	// healthy is set while the breaker is closed with a full window free
+	// of failures: a success then changes nothing, and skips the lock.
+	healthy atomic.Bool
+
 	mu       sync.Mutex
 	state    BreakerState
 	ring     []bool // outcomes, true for a failure
@@ -72,7 +77,7 @@ type transition struct{ from, to BreakerState }
 // probe of a half-open breaker. A probe must be followed by succeeded,
 // failed or abandoned.
 func (b *breaker) admit() (ok, probe bool) {
-	if b.cfg.off {
+	if b.cfg.off || b.healthy.Load() {
 		return true, false
 	}
 	b.mu.Lock()
@@ -99,7 +104,7 @@ func (b *breaker) admit() (ok, probe bool) {
 
 // succeeded records a record handled successfully.
 func (b *breaker) succeeded(probe bool) {
-	if b.cfg.off {
+	if b.cfg.off || !probe && b.healthy.Load() {
 		return
 	}
 	b.mu.Lock()
@@ -168,12 +173,14 @@ func (b *breaker) push(failure bool) {
 		b.failures++
 	}
 	b.next = (b.next + 1) % len(b.ring)
+	b.healthy.Store(b.state == BreakerClosed && b.n == len(b.ring) && b.failures == 0)
 }
 
 // set moves to state s; b.mu is held.
 func (b *breaker) set(s BreakerState) transition {
 	t := transition{b.state, s}
 	b.state = s
+	b.healthy.Store(false)
 	switch s {
 	case BreakerOpen:
 		b.until = b.now().Add(b.cfg.coolDown)
