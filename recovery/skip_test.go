@@ -1,0 +1,198 @@
+package recovery_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
+	"github.com/kconsumer/kconsumer/recovery"
+)
+
+func TestCheckpointSkipMisuse(t *testing.T) {
+	_, err := consumer.New(newOffsetLog().handler(), consumer.Topics(topic), consumer.Group("g"),
+		consumer.WithStrategy(recovery.NewCheckpointSkip(nil)))
+	if !errors.Is(err, recovery.ErrNoStore) || !errors.Is(err, consumer.ErrInvalidOption) {
+		t.Errorf("New without a store = %v, want ErrNoStore wrapped in ErrInvalidOption", err)
+	}
+	_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic),
+		consumer.WithStrategy(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0))))
+	if !errors.Is(err, recovery.ErrNoGroup) {
+		t.Errorf("New without a group = %v, want ErrNoGroup", err)
+	}
+	_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic),
+		consumer.WithStrategy(recovery.NewStateless()))
+	if !errors.Is(err, recovery.ErrNoGroup) {
+		t.Errorf("Stateless without a group = %v, want ErrNoGroup", err)
+	}
+}
+
+// TestCheckpointSkipResumesFromStoreNotKafka makes the group's committed
+// offsets disagree with the store, behind on one partition and ahead on the
+// other, and checks that both start right after the store's checkpoint and
+// that the commits then catch up for lag tools.
+func TestCheckpointSkipResumesFromStoreNotKafka(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 2, topic)
+	produceTo(t, cluster, 0, 100)
+	produceTo(t, cluster, 1, 100)
+	store := recovery.NewMemoryStore(0)
+	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 0, Offset: 59})
+	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 1, Offset: 29})
+	var committed kadm.Offsets
+	committed.AddOffset(topic, 0, 10, -1) // Kafka behind the store
+	committed.AddOffset(topic, 1, 90, -1) // Kafka ahead of the store
+	if err := cluster.Admin.CommitAllOffsets(context.Background(), "g", committed); err != nil {
+		t.Fatal(err)
+	}
+
+	log := newOffsetLog()
+	s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
+	stop := running(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	kafkatest.WaitFor(t, 10*time.Second, "the records after the checkpoints", func() bool { return log.count() == 40+70 })
+	kafkatest.WaitFor(t, 10*time.Second, "commits to reach the end", func() bool {
+		c := cluster.Committed(t, "g", topic)
+		return c[0] == 100 && c[1] == 100
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := log.of(0); !slices.Equal(got, span(60, 100)) {
+		t.Errorf("partition 0 handled %v, want 60 to 99 (store at 59, Kafka at 10)", got)
+	}
+	if got := log.of(1); !slices.Equal(got, span(30, 100)) {
+		t.Errorf("partition 1 handled %v, want 30 to 99 (store at 29, Kafka at 90)", got)
+	}
+}
+
+func TestCheckpointSkipWithoutCheckpointStartsAtLatest(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	produceTo(t, cluster, 0, 50)
+	log := newOffsetLog()
+	s := recovery.NewCheckpointSkip(recovery.NewMemoryStore(0), recovery.WithLogger(quiet))
+	running(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	kafkatest.WaitFor(t, 10*time.Second, "ready", func() bool { return s.Ready() == nil })
+	// The client resolves "latest" after the assignment: produce until a
+	// record arrives.
+	kafkatest.WaitFor(t, 10*time.Second, "a new record", func() bool {
+		if log.count() > 0 {
+			return true
+		}
+		produceTo(t, cluster, 0, 1)
+		return false
+	})
+	if got := log.of(0); got[0] < 50 {
+		t.Errorf("handled offsets %v; nothing produced before the start may be handled", got)
+	}
+}
+
+func TestCheckpointSkipCheckpointAheadOfHighWatermark(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 2, topic)
+	produceTo(t, cluster, 0, 100)
+	produceTo(t, cluster, 1, 100)
+	store := recovery.NewMemoryStore(0)
+	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 0, Offset: 499})
+	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 1, Offset: 49})
+	log := newOffsetLog()
+	s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
+	running(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	kafkatest.WaitFor(t, 10*time.Second, "partition 1", func() bool { return len(log.of(1)) == 50 })
+
+	err := s.Ready()
+	var ahead *recovery.AheadError
+	if !errors.Is(err, recovery.ErrNotReady) || !errors.As(err, &ahead) {
+		t.Fatalf("Ready = %v, want ErrNotReady with an *AheadError", err)
+	}
+	if *ahead != (recovery.AheadError{Topic: topic, Partition: 0, Next: 500, HighWatermark: 100}) {
+		t.Errorf("AheadError = %+v", *ahead)
+	}
+	// Records produced now would sit at offsets the checkpoint claims;
+	// they must not be consumed and skipped.
+	produceTo(t, cluster, 0, 10)
+	produceTo(t, cluster, 1, 10)
+	kafkatest.WaitFor(t, 10*time.Second, "new records of partition 1", func() bool { return len(log.of(1)) == 60 })
+	if got := log.of(0); len(got) > 0 {
+		t.Errorf("partition 0 handled %v; it must not be consumed", got)
+	}
+}
+
+func TestCheckpointSkipCheckpointBelowLogStart(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	produceTo(t, cluster, 0, 100)
+	deleteBefore(t, cluster, 0, 60)
+
+	t.Run("reported, then resumed at the log start", func(t *testing.T) {
+		store := recovery.NewMemoryStore(0)
+		store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 0, Offset: 19})
+		var mu sync.Mutex
+		var losses []recovery.DataLossError
+		s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet),
+			recovery.OnDataLoss(func(_ context.Context, e *recovery.DataLossError) error {
+				mu.Lock()
+				losses = append(losses, *e)
+				mu.Unlock()
+				return nil
+			}))
+		log := newOffsetLog()
+		running(t, newConsumer(t, log.handler(), testOpts(cluster, "resume", s)...))
+		kafkatest.WaitFor(t, 10*time.Second, "the records left", func() bool { return log.count() == 40 })
+		if got := log.of(0); !slices.Equal(got, span(60, 100)) {
+			t.Errorf("handled %v, want 60 to 99", got)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		want := []recovery.DataLossError{{Topic: topic, Partition: 0, Next: 20, LogStart: 60}}
+		if !slices.Equal(losses, want) || losses[0].Lost() != 40 {
+			t.Errorf("data loss reported %+v, want %+v with 40 lost", losses, want)
+		}
+		if err := s.Ready(); err != nil {
+			t.Errorf("Ready = %v", err)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		store := recovery.NewMemoryStore(0)
+		store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 0, Offset: 19})
+		errStop := errors.New("stop on data loss")
+		s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet),
+			recovery.OnDataLoss(func(context.Context, *recovery.DataLossError) error { return errStop }))
+		log := newOffsetLog()
+		running(t, newConsumer(t, log.handler(), testOpts(cluster, "refuse", s)...))
+		kafkatest.WaitFor(t, 10*time.Second, "the refusal", func() bool { return errors.Is(s.Ready(), errStop) })
+		if !errors.Is(s.Ready(), recovery.ErrNotReady) {
+			t.Errorf("Ready = %v, want ErrNotReady", s.Ready())
+		}
+		if log.count() > 0 {
+			t.Errorf("handled %d records of a refused partition", log.count())
+		}
+	})
+}
+
+// TestCheckpointSkipSkipsRecordsAtOrBelowCheckpoint hands the wrapped handler
+// records directly, as a client that starts a partition early would.
+func TestCheckpointSkipSkipsRecordsAtOrBelowCheckpoint(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	produceTo(t, cluster, 0, 10)
+	store := recovery.NewMemoryStore(0)
+	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 0, Offset: 4})
+	s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
+	log := newOffsetLog()
+	running(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	kafkatest.WaitFor(t, 10*time.Second, "assignment", func() bool { return s.Ready() == nil })
+	kafkatest.WaitFor(t, 10*time.Second, "the records after the checkpoint", func() bool { return log.count() == 5 })
+
+	wrapped := s.Wrap(log.handler())
+	for _, o := range []int64{3, 4, 5} {
+		if err := wrapped.Handle(context.Background(), &kgo.Record{Topic: topic, Partition: 0, Offset: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := log.of(0); !slices.Equal(got, []int64{5, 6, 7, 8, 9, 5}) {
+		t.Errorf("handled %v: offsets 3 and 4 are at or below the checkpoint and must be skipped", got)
+	}
+}
