@@ -92,16 +92,28 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 			progress = make(kadm.Offsets)
 			done     []int32
 		)
+		// finish ends partition p once the run has read up to its stop.
+		finish := func(p int32, next int64) bool {
+			stop, ok := stops[p]
+			if !ok {
+				return true
+			}
+			if next < stop {
+				return false
+			}
+			delete(stops, p)
+			done = append(done, p)
+			progress.Add(kadm.Offset{Topic: topic, Partition: p, At: stop, LeaderEpoch: -1})
+			return true
+		}
 		fs.EachRecord(func(r *kgo.Record) {
-			stop, ok := stops[r.Partition]
-			if !ok || r.Offset >= stop {
+			// A record at or past the stop ends the range even if
+			// compaction removed the records before it.
+			if finish(r.Partition, r.Offset) {
 				return
 			}
 			progress.Add(kadm.Offset{Topic: topic, Partition: r.Partition, At: r.Offset + 1, LeaderEpoch: -1})
-			if r.Offset+1 >= stop {
-				delete(stops, r.Partition)
-				done = append(done, r.Partition)
-			}
+			finish(r.Partition, r.Offset+1)
 			if r.Attrs.IsControl() {
 				return
 			}
@@ -157,6 +169,13 @@ func (c *redriveCfg) ranges(ctx context.Context, adm *kadm.Client, topic string)
 	if len(ends[topic]) == 0 {
 		return nil, nil, fmt.Errorf("dlq: topic %s not found", topic)
 	}
+	firsts, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = firsts.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("dlq: listing start offsets of %s: %w", topic, err)
+	}
 	committed, err := adm.FetchOffsetsForTopics(ctx, c.group, topic)
 	if err == nil {
 		err = committed.Error()
@@ -173,9 +192,14 @@ func (c *redriveCfg) ranges(ctx context.Context, adm *kadm.Client, topic string)
 		if len(c.partitions) > 0 && !slices.Contains(c.partitions, p) {
 			continue
 		}
+		// Start after the group's progress, the range's start and what
+		// retention deleted, whichever is last.
 		start := c.from
 		if o, ok := committed.Lookup(topic, p); ok && o.At > start {
 			start = o.At
+		}
+		if o, ok := firsts.Lookup(topic, p); ok && o.Offset > start {
+			start = o.Offset
 		}
 		stop := end.Offset
 		if c.to >= 0 && c.to < stop {

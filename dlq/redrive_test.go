@@ -206,3 +206,24 @@ func produceLater(vs ...string) []*kgo.Record {
 	}
 	return out
 }
+
+func TestRedriveSkipsWhatRetentionDeleted(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	deadLetter(t, cluster, produceLater("p0", "p1", "p2"))
+	n := total(cluster.EndOffsets(t, topic))
+	if err := cluster.DeleteRecords(dlqTopic, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	if s := redrive(t, cluster); s.Copied != 1 {
+		t.Errorf("copied %d with two of three dead letters deleted, want 1", s.Copied)
+	}
+	if got := values(readTopic(t, cluster, topic)[n:]); !slices.Equal(got, []string{"p2"}) {
+		t.Errorf("copies %v, want [p2]", got)
+	}
+	if err := cluster.DeleteRecords(dlqTopic, 0, 3); err != nil {
+		t.Fatal(err)
+	}
+	if s := redrive(t, cluster, dlq.ProgressGroup("fresh")); s.Copied != 0 {
+		t.Errorf("copied %d from an emptied topic, want 0", s.Copied)
+	}
+}
