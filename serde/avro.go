@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/hamba/avro/v2"
+	"github.com/modern-go/reflect2"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/kconsumer/kconsumer/dlq"
@@ -84,8 +86,11 @@ type Avro[T any] struct {
 
 // plan is how to decode records of one writer schema into T.
 type plan struct {
-	schema avro.Schema // the writer schema resolved against the reader's
-	err    error       // why records of this schema can never be read as T
+	// dec decodes the writer schema, resolved against the reader's, into
+	// a *T. Holding it skips the decoder cache lookup that Unmarshal makes
+	// on every call (a sync.Map keyed by a 32-byte fingerprint).
+	dec avro.ValDecoder
+	err error // why records of this schema can never be read as T
 }
 
 // NewAvro returns a codec for values of type T, described by the Avro
@@ -136,6 +141,9 @@ func (a *Avro[T]) Schema() avro.Schema { return a.schema }
 // ErrMismatch, ErrIncompatible), retriable when the registry could not be
 // asked (ErrRegistryUnavailable, or ctx's error).
 func (a *Avro[T]) Decode(ctx context.Context, topic string, data []byte, v *T) error {
+	if v == nil {
+		return errors.New("serde: Decode into a nil pointer")
+	}
 	id, payload, err := splitHeader(data)
 	if err != nil {
 		return poison(topic, a.cfg.key, -1, err)
@@ -152,7 +160,7 @@ func (a *Avro[T]) Decode(ctx context.Context, topic string, data []byte, v *T) e
 
 	r := a.readers.Get().(*avro.Reader)
 	r.Reset(payload)
-	r.ReadVal(p.schema, v)
+	p.dec.Decode(unsafe.Pointer(v), r)
 	err = r.Error
 	if err == nil {
 		// Peek at the end of the data sets io.EOF; anything else means
@@ -200,7 +208,10 @@ func (a *Avro[T]) plan(ctx context.Context, topic string, id int) (*plan, error)
 	}
 	p := &plan{err: ws.err}
 	if p.err == nil {
-		p.schema, p.err = a.compat.Resolve(a.schema, ws.avro)
+		var resolved avro.Schema
+		if resolved, p.err = a.compat.Resolve(a.schema, ws.avro); p.err == nil {
+			p.dec = a.cfg.api.DecoderOf(resolved, reflect2.TypeOf((*T)(nil)))
+		}
 	}
 	next := maps.Clone(plans)
 	next[id] = p

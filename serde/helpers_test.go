@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/kconsumer/kconsumer/serde"
@@ -159,4 +161,20 @@ func newAvro[T any](t testing.TB, reg *serde.Registry, schema string, opts ...se
 		t.Fatal(err)
 	}
 	return a
+}
+
+// inProcess returns a Registry that reaches fake's handler without a
+// network, for fuzzing and benchmarks.
+func inProcess(t testing.TB, fake *srfake.Registry) *serde.Registry {
+	t.Helper()
+	return newRegistry(t, "http://registry.invalid", serde.ClientOpts(sr.HTTPClient(&http.Client{Transport: handlerTransport{fake.Handler()}})))
+}
+
+// handlerTransport serves requests with an http.Handler in process.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	t.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
 }
