@@ -84,6 +84,8 @@ type Avro[T any] struct {
 	ids     flight[string, int] // subject → ID of the reader schema
 }
 
+var _ Decoder[int] = (*Avro[int])(nil)
+
 // plan is how to decode records of one writer schema into T.
 type plan struct {
 	// dec decodes the writer schema, resolved against the reader's, into
@@ -134,7 +136,9 @@ func (a *Avro[T]) Schema() avro.Schema { return a.schema }
 
 // Decode decodes data, a record key or value in the Confluent wire format
 // read from topic, into v. It looks up an unknown writer schema ID in the
-// registry, waiting at most until ctx is done.
+// registry, waiting at most until ctx is done. Like hamba/avro, it fills
+// pointers, slices and maps already in v, so pass a zero value when an
+// earlier one may still be in use (Handle does).
 //
 // Errors are *DecodeError values marked by package dlq: poison for bytes
 // that will never decode (ErrBadMagic, ErrTruncated, ErrUnknownSchema,

@@ -3,6 +3,7 @@ package serde_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -41,4 +42,57 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDecodeRatio decodes the same record through serde and through
+// hamba/avro in alternating chunks and reports the ratio of their times, so
+// that load on a shared machine, which moves both alike, cancels out.
+func BenchmarkDecodeRatio(b *testing.B) {
+	ctx := context.Background()
+	codec := newAvro[telemetry](b, inProcess(b, srfake.NewRegistry()), telemetrySchema)
+	data, err := codec.Encode(ctx, topic, sample(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var v telemetry
+	if err := codec.Decode(ctx, topic, data, &v); err != nil {
+		b.Fatal(err)
+	}
+	schema := codec.Schema()
+	payload := data[5:]
+
+	const chunk = 500
+	viaSerde := func() time.Duration {
+		start := time.Now()
+		for range chunk {
+			if err := codec.Decode(ctx, topic, data, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	viaHamba := func() time.Duration {
+		start := time.Now()
+		for range chunk {
+			if err := avro.Unmarshal(schema, payload, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(start)
+	}
+	var s, h time.Duration
+	odd := false
+	for b.Loop() {
+		if odd = !odd; odd {
+			s += viaSerde()
+			h += viaHamba()
+		} else {
+			h += viaHamba()
+			s += viaSerde()
+		}
+	}
+	n := float64(b.N * chunk)
+	b.ReportMetric(float64(s)/n, "serde-ns/op")
+	b.ReportMetric(float64(h)/n, "hamba-ns/op")
+	b.ReportMetric(float64(s)/float64(h), "serde/hamba")
 }

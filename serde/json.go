@@ -14,6 +14,8 @@ type JSON[T any] struct {
 	Key bool
 }
 
+var _ Decoder[int] = JSON[int]{}
+
 // Decode decodes data, read from topic, into v. Malformed JSON, or JSON
 // that does not fit T, is a poison *DecodeError wrapping ErrMismatch.
 func (j JSON[T]) Decode(_ context.Context, topic string, data []byte, v *T) error {
