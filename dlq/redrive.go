@@ -48,11 +48,12 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 	if err := cfg.validate(); err != nil {
 		return stats, err
 	}
-	base := cfg.clientOpts
+	var base []kgo.Opt
 	if len(cfg.brokers) > 0 {
-		base = append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, base...)
+		base = []kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}
 	}
-	dst, err := kgo.NewClient(append(base, kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	base = append(base, cfg.clientOpts...)
+	dst, err := kgo.NewClient(slices.Concat(base, []kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner())})...)
 	if err != nil {
 		return stats, fmt.Errorf("dlq: creating client: %w", err)
 	}
@@ -66,10 +67,10 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 	if err != nil || len(starts) == 0 {
 		return stats, err
 	}
-	src, err := kgo.NewClient(append(base,
+	src, err := kgo.NewClient(slices.Concat(base, []kgo.Opt{
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: starts}),
 		kgo.KeepControlRecords(),
-	)...)
+	})...)
 	if err != nil {
 		return stats, fmt.Errorf("dlq: creating client: %w", err)
 	}
@@ -185,6 +186,11 @@ func (c *redriveCfg) ranges(ctx context.Context, adm *kadm.Client, topic string)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("dlq: fetching progress of group %s: %w", c.group, err)
+	}
+	for _, p := range c.partitions {
+		if _, ok := ends[topic][p]; !ok {
+			return nil, nil, fmt.Errorf("dlq: topic %s has no partition %d", topic, p)
+		}
 	}
 	starts := make(map[int32]kgo.Offset)
 	stops := make(map[int32]int64)

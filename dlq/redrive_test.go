@@ -186,7 +186,7 @@ func TestRedriveCrashRecopiesAtMostOneBatch(t *testing.T) {
 	}
 }
 
-func TestRedriveRefusesAMissingTopic(t *testing.T) {
+func TestRedriveRefusesAMissingTopicOrPartition(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 1, topic)
 	_, err := dlq.Redrive(context.Background(), "nope.dlq", dlq.SeedBrokers(cluster.Addrs...), dlq.WithLogger(quiet))
 	if err == nil {
@@ -194,6 +194,10 @@ func TestRedriveRefusesAMissingTopic(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "nope.dlq") {
 		t.Errorf("error %q does not name the topic", err)
+	}
+	_, err = dlq.Redrive(context.Background(), topic, dlq.SeedBrokers(cluster.Addrs...), dlq.WithLogger(quiet), dlq.Partitions(3))
+	if err == nil || !strings.Contains(err.Error(), "no partition 3") {
+		t.Errorf("Redrive of a missing partition returned %v", err)
 	}
 }
 

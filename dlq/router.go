@@ -87,10 +87,11 @@ func New(opts ...RouterOpt) (*Router, error) {
 	}
 	r := &Router{cfg: cfg, cl: cfg.client, failing: make(map[partition]*failure)}
 	if r.cl == nil {
-		kopts := cfg.clientOpts
+		var kopts []kgo.Opt
 		if len(cfg.brokers) > 0 {
-			kopts = append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, kopts...)
+			kopts = []kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}
 		}
+		kopts = append(kopts, cfg.clientOpts...)
 		cl, err := kgo.NewClient(kopts...)
 		if err != nil {
 			return nil, fmt.Errorf("dlq: creating client: %w", err)
