@@ -3,11 +3,13 @@ package dlq_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
 )
 
@@ -66,5 +68,27 @@ func TestRedriveRefusesBadOptions(t *testing.T) {
 	}
 	if _, err := dlq.Redrive(context.Background(), ""); !errors.Is(err, dlq.ErrInvalidOption) {
 		t.Errorf("Redrive without a topic returned %v, want ErrInvalidOption", err)
+	}
+}
+
+func TestRecordWithoutDeadLetterTopicIsKept(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	r, err := dlq.New(dlq.WithClient(cl), dlq.WithLogger(quiet),
+		dlq.DeadLetterTopic(func(topic string) string { return "" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Middleware()(consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+		return dlq.MarkPoison(errors.New("bad"))
+	}))
+	rec := &kgo.Record{Topic: "t", Offset: 1}
+	for range 3 {
+		if err := h.Handle(context.Background(), rec); err == nil || !strings.Contains(err.Error(), "no dead-letter topic for t") {
+			t.Fatalf("Handle = %v, want an error naming the missing dead-letter topic", err)
+		}
 	}
 }

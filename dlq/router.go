@@ -188,15 +188,18 @@ func (r *Router) handle(ctx context.Context, next consumer.Handler, rec *kgo.Rec
 	}
 	attempts := r.attempted(rec)
 	class, final := r.decide(err, attempts)
+	var topic string
+	if final {
+		if topic = r.cfg.topicFor(rec.Topic); topic == "" {
+			r.breaker.abandoned(probe)
+			return fmt.Errorf("dlq: no dead-letter topic for %s: %w", rec.Topic, err)
+		}
+	}
 	if !r.breaker.failed(probe, final) {
 		if final {
 			return fmt.Errorf("%w: holding %s/%d@%d: %w", ErrBreakerOpen, rec.Topic, rec.Partition, rec.Offset, err)
 		}
 		return err
-	}
-	topic := r.cfg.topicFor(rec.Topic)
-	if topic == "" {
-		return fmt.Errorf("dlq: no dead-letter topic for %s: %w", rec.Topic, err)
 	}
 	l := letter(rec, topic, r.cfg.group, class, err, attempts, time.Now())
 	r.setLetter(rec, l)
