@@ -9,9 +9,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// markEvery bounds how long a handled record waits before its offset is
-// stored, so a slow partition's progress reaches the next commit.
-const markEvery = 50 * time.Millisecond
+const (
+	// markEvery bounds how long a handled record waits before its offset
+	// is stored, so a slow partition's progress reaches the next commit.
+	markEvery = 50 * time.Millisecond
+	// countEvery is how many handled records a worker counts locally
+	// before it updates the shared in-flight counts; fast handlers would
+	// otherwise contend on them for every record.
+	countEvery = 32
+)
 
 // A worker handles the records of one partition, in order.
 type worker struct {
@@ -134,6 +140,7 @@ func (w *worker) run() {
 				return
 			}
 		}
+		counted := 0 // handled records not yet taken off the in-flight counts
 		for _, r := range batch {
 			select {
 			case <-w.quit:
@@ -144,12 +151,18 @@ func (w *worker) run() {
 				return
 			}
 			w.handled = r
-			w.finished(1)
-			if time.Since(lastMark) >= markEvery {
+			counted++
+			slow := time.Since(lastMark) >= markEvery
+			if counted == countEvery || slow {
+				w.finished(counted)
+				counted = 0
+			}
+			if slow {
 				w.store()
 				lastMark = time.Now()
 			}
 		}
+		w.finished(counted)
 	}
 }
 
