@@ -145,10 +145,12 @@ func WriteTimeout(d time.Duration) RouterOpt {
 // Breaker configures the circuit breaker: when at least threshold (0 < t <=
 // 1) of the last window records failed for good, the breaker opens. While
 // open, nothing is dead-lettered and no record is handled: every partition
-// holds its record, which pauses consumption. After coolDown one record is
-// let through as a probe: success closes the breaker, failure opens it for
-// another coolDown. The defaults are a window of 20, a threshold of 0.5 and a
-// cool-down of 30 s.
+// holds its record, which pauses consumption. After coolDown, the first
+// record offered again (the Consumer's RetryBackoff spaces the offers) is let
+// through as a probe: success closes the breaker, failure opens it for
+// another coolDown. Only the outcome of a record counts, not each attempt.
+// The defaults are a window of 20, a threshold of 0.5 and a cool-down of
+// 30 s.
 func Breaker(window int, threshold float64, coolDown time.Duration) RouterOpt {
 	return routerOpt(func(c *routerCfg) {
 		c.breaker = breakerCfg{window: window, threshold: threshold, coolDown: coolDown}
