@@ -91,7 +91,9 @@ func Snapshots(s Snapshotter, every time.Duration) ReplayOpt {
 // which the store holds no checkpoint, whatever offset the group committed;
 // the default is kgo.NewOffset().AtEnd(), "latest" (Java:
 // auto.offset.reset). Use kgo.NewOffset().AtStart() to process a topic's
-// whole history on the first start.
+// whole history on the first start. Until a partition's first checkpoint is
+// stored, each start resolves this offset again: with "latest", records
+// produced while no process ran are skipped.
 func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
 	return skipOpt(func(s *CheckpointSkip) { s.noCheckpoint = o })
 }
