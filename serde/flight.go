@@ -21,14 +21,6 @@ type call[V any] struct {
 	err      error
 }
 
-// cached returns the value for k if an earlier lookup succeeded.
-func (f *flight[K, V]) cached(k K) (V, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, ok := f.done[k]
-	return v, ok
-}
-
 // get returns the cached value for k, or joins or starts the lookup of k.
 // The lookup runs on its own goroutine so that a caller whose ctx ends
 // leaves it running for the others; lookup must bound its own duration.

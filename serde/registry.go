@@ -49,7 +49,7 @@ func TLS(cfg *tls.Config) RegistryOpt {
 
 // ClientOpts passes options through to the franz-go registry client, applied
 // after the ones above; for example sr.HTTPClient, sr.UserAgent, or the
-// options of an existing client, cl.Opts().
+// options of an existing client, cl.Opts(). The default is none.
 func ClientOpts(opts ...sr.ClientOpt) RegistryOpt {
 	return registryOpt(func(c *registryCfg) { c.clientOpts = append(c.clientOpts, opts...) })
 }
