@@ -105,14 +105,6 @@ func (k *killer) hasDied() bool {
 	}
 }
 
-func valueOf(t testing.TB, r *kgo.Record) int64 {
-	v, err := strconv.ParseInt(string(r.Value), 10, 64)
-	if err != nil {
-		t.Errorf("record %s: bad value %q", recovery.CheckpointOf(r), r.Value)
-	}
-	return v
-}
-
 // FullReplay: the last value per key, in memory; a crash loses it all.
 
 type replayWorld struct {
@@ -261,7 +253,6 @@ type statelessWorld struct {
 	produced []*kgo.Record
 	mu       sync.Mutex
 	seen     map[recovery.Checkpoint]int
-	last     map[int32]int64 // last offset handled per partition by the current process
 }
 
 func newStatelessWorld(_ *kafkatest.Cluster, produced []*kgo.Record) world {
@@ -312,7 +303,7 @@ func (w *statelessWorld) check(t testing.TB, _ ready, crashed bool) {
 	t.Logf("%d records, %d delivered more than once", len(w.produced), dup)
 }
 
-// runSuite runs every scenario against every strategy.
+// TestStrategies runs every scenario against every strategy.
 func TestStrategies(t *testing.T) {
 	scenarios := []struct {
 		name string
