@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kconsumer/kconsumer/consumer"
 )
@@ -156,4 +157,84 @@ func BenchmarkNoopHandlerRatio(b *testing.B) {
 		ours += consumerNoop(b, addrs, consumer.Group(nextGroup()))
 	}
 	b.ReportMetric(raw.Seconds()/ours.Seconds(), "throughput-ratio")
+}
+
+const (
+	slowTopic   = "slow"
+	slowRecords = 2000
+)
+
+var (
+	slowOnce sync.Once
+	slowErr  error
+)
+
+// slowBroker adds, once per process, a topic of slowRecords records with
+// 1,000 keys over 4 partitions to the benchmark broker.
+func slowBroker(b *testing.B) []string {
+	b.Helper()
+	addrs := benchBroker(b)
+	slowOnce.Do(func() {
+		var cl *kgo.Client
+		cl, slowErr = kgo.NewClient(kgo.SeedBrokers(addrs...))
+		if slowErr != nil {
+			return
+		}
+		defer cl.Close()
+		ctx := context.Background()
+		req := kmsg.NewPtrCreateTopicsRequest()
+		t := kmsg.NewCreateTopicsRequestTopic()
+		t.Topic, t.NumPartitions, t.ReplicationFactor = slowTopic, 4, 1
+		req.Topics = append(req.Topics, t)
+		if _, slowErr = req.RequestWith(ctx, cl); slowErr != nil {
+			return
+		}
+		recs := make([]*kgo.Record, slowRecords)
+		for i := range recs {
+			recs[i] = &kgo.Record{Topic: slowTopic, Key: fmt.Appendf(nil, "k%d", i%1000), Value: []byte("v")}
+		}
+		slowErr = cl.ProduceSync(ctx, recs...).FirstErr()
+	})
+	if slowErr != nil {
+		b.Fatal(slowErr)
+	}
+	return addrs
+}
+
+// BenchmarkSlowHandler reads slowRecords records per iteration with a
+// handler that waits 2 ms, as one on a database would: PartitionOrder is
+// bound by the 4 partitions, KeyOrder by its 64 workers.
+func BenchmarkSlowHandler(b *testing.B) {
+	addrs := slowBroker(b)
+	for _, o := range []consumer.Ordering{consumer.PartitionOrder, consumer.KeyOrder} {
+		b.Run(o.String(), func(b *testing.B) {
+			for b.Loop() {
+				ctx, cancel := context.WithCancel(context.Background())
+				var n atomic.Int64
+				h := consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
+					time.Sleep(2 * time.Millisecond)
+					if n.Add(1) == slowRecords {
+						cancel()
+					}
+					return nil
+				})
+				c, err := consumer.New(h,
+					consumer.SeedBrokers(addrs...),
+					consumer.Topics(slowTopic),
+					consumer.Group(nextGroup()),
+					consumer.Order(o),
+					consumer.Workers(64),
+					consumer.WithLogger(slog.New(slog.DiscardHandler)),
+				)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Run(ctx); err != nil {
+					b.Fatal(err)
+				}
+				cancel()
+			}
+			b.ReportMetric(float64(slowRecords)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
 }

@@ -30,6 +30,8 @@ type Consumer struct {
 	mu      sync.Mutex
 	workers map[tp]*worker
 
+	pool *pool // runs handlers with KeyOrder and Unordered
+
 	inFlight atomic.Int64
 	peak     atomic.Int64
 	paused   atomic.Int64
@@ -47,6 +49,7 @@ type Stats struct {
 	PeakInFlight int64 // the largest InFlight seen since Run started
 	Paused       int64 // partitions whose fetching is paused by backpressure
 	Partitions   int   // partitions with a running worker
+	MaxKeyQueue  int64 // the most records one key had waiting, with KeyOrder
 }
 
 // New returns a Consumer that hands records to h. It checks the options and
@@ -79,6 +82,9 @@ func New(h Handler, opts ...Opt) (*Consumer, error) {
 		c.handler = s.Wrap(c.handler)
 	}
 	c.kopts = c.clientOpts(strategyOpts)
+	if cfg.ordering != PartitionOrder {
+		c.pool = newPool(cfg.ordering == Unordered)
+	}
 	return c, nil
 }
 
@@ -137,7 +143,11 @@ func (c *Consumer) Stats() Stats {
 	c.mu.Lock()
 	n := len(c.workers)
 	c.mu.Unlock()
-	return Stats{InFlight: c.inFlight.Load(), PeakInFlight: c.peak.Load(), Paused: c.paused.Load(), Partitions: n}
+	s := Stats{InFlight: c.inFlight.Load(), PeakInFlight: c.peak.Load(), Paused: c.paused.Load(), Partitions: n}
+	if c.pool != nil {
+		s.MaxKeyQueue = c.pool.maxDepth.Load()
+	}
+	return s
 }
 
 // Run consumes until ctx is done, then shuts down: it stops fetching, waits
@@ -159,6 +169,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			cl.Close()
 			return fmt.Errorf("consumer: starting %T: %w", s, err)
 		}
+	}
+	if c.pool != nil {
+		c.pool.start(c.cfg.workers)
 	}
 	close(c.running)
 	done := make(chan struct{})
@@ -231,7 +244,9 @@ func (c *Consumer) dispatch(topic string, partition int32, recs []*kgo.Record) {
 	if w == nil {
 		w = newWorker(c, key)
 		c.workers[key] = w
-		go w.run()
+		if c.pool == nil {
+			go w.run()
+		}
 	}
 	c.mu.Unlock()
 	n := c.inFlight.Add(int64(len(recs)))
@@ -292,6 +307,9 @@ func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool
 			w.cancel()
 		}
 		close(w.quit)
+		if c.pool != nil {
+			w.stopKeyed()
+		}
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -423,6 +441,9 @@ func (c *Consumer) shutdown() error {
 			errs = append(errs, fmt.Errorf("consumer: final commit: %w", err))
 		}
 		cancel()
+	}
+	if c.pool != nil {
+		c.pool.close()
 	}
 	c.closing.Store(true)
 	c.cl.Close()

@@ -41,6 +41,9 @@ type cfg struct {
 	onRevoked  PartitionsFunc
 	onLost     PartitionsFunc
 
+	ordering Ordering
+	workers  int
+
 	logger     *slog.Logger
 	middleware []Middleware
 	strategy   Strategy
@@ -58,6 +61,7 @@ func defaultCfg() cfg {
 		shutdownTimeout: 30 * time.Second,
 		retryMin:        100 * time.Millisecond,
 		retryMax:        10 * time.Second,
+		workers:         64,
 		logger:          slog.Default(),
 	}
 }
@@ -152,6 +156,52 @@ func RetryBackoff(min, max time.Duration) Opt {
 	return opt(func(c *cfg) { c.retryMin, c.retryMax = min, max })
 }
 
+// Ordering says which records of a partition may be handled at the same
+// time.
+type Ordering int
+
+const (
+	// PartitionOrder handles the records of a partition one at a time, in
+	// offset order, on the partition's own goroutine. It is the default.
+	PartitionOrder Ordering = iota
+	// KeyOrder handles records with the same key one at a time, in offset
+	// order, and records with different keys in parallel on a pool of
+	// Workers goroutines shared by all partitions. Records without a key
+	// have no order. A failing record holds back only its own key.
+	KeyOrder
+	// Unordered handles any records in parallel on the pool.
+	Unordered
+)
+
+func (o Ordering) String() string {
+	switch o {
+	case PartitionOrder:
+		return "partition"
+	case KeyOrder:
+		return "key"
+	case Unordered:
+		return "unordered"
+	}
+	return "unknown"
+}
+
+// Order sets which records may be handled at the same time; the default is
+// PartitionOrder. With KeyOrder and Unordered, records finish out of offset
+// order, and a partition's offset is stored only up to its first record not
+// yet finished: after a crash, records finished beyond that point are
+// handled again. Their number is bounded by MaxInFlightPerPartition plus one
+// fetch.
+func Order(o Ordering) Opt {
+	return opt(func(c *cfg) { c.ordering = o })
+}
+
+// Workers sets how many handlers run at once with KeyOrder and Unordered;
+// the default is 64. It has no effect with PartitionOrder, where each
+// partition has one.
+func Workers(n int) Opt {
+	return opt(func(c *cfg) { c.workers = n })
+}
+
 // OnAssigned sets a function called after partitions are assigned to this
 // member and before they are fetched.
 func OnAssigned(fn PartitionsFunc) Opt {
@@ -210,6 +260,12 @@ func (c *cfg) validate() error {
 	}
 	if c.retryMin <= 0 || c.retryMax < c.retryMin {
 		errs = append(errs, fmt.Errorf("%w: RetryBackoff(%v, %v) needs 0 < min <= max", ErrInvalidOption, c.retryMin, c.retryMax))
+	}
+	if c.ordering < PartitionOrder || c.ordering > Unordered {
+		errs = append(errs, fmt.Errorf("%w: unknown ordering %d", ErrInvalidOption, c.ordering))
+	}
+	if c.workers < 1 {
+		errs = append(errs, fmt.Errorf("%w: Workers(%d) must be at least 1", ErrInvalidOption, c.workers))
 	}
 	if c.logger == nil {
 		errs = append(errs, fmt.Errorf("%w: nil logger", ErrInvalidOption))

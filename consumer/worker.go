@@ -19,7 +19,8 @@ const (
 	countEvery = 32
 )
 
-// A worker handles the records of one partition, in order.
+// A worker handles the records of one partition: in order on its own
+// goroutine with PartitionOrder, or through the Consumer's pool otherwise.
 type worker struct {
 	c *Consumer
 	tp
@@ -30,7 +31,16 @@ type worker struct {
 	done   chan struct{} // closed when run returns
 	wake   chan struct{}
 
-	handled *kgo.Record // last handled record whose offset is not stored yet; worker goroutine only
+	// handled is the last handled record whose offset is not stored yet:
+	// owned by the worker goroutine with PartitionOrder, under tmu otherwise.
+	handled *kgo.Record
+
+	// With KeyOrder and Unordered, under tmu:
+	tmu     sync.Mutex
+	window  []*slot // dispatched records not yet stored, in offset order
+	running int     // records of the partition being handled
+	stopped bool
+	endOnce sync.Once
 
 	mu      sync.Mutex
 	queue   []*kgo.Record
@@ -55,8 +65,13 @@ func newWorker(c *Consumer, key tp) *worker {
 // push queues records for the worker.
 func (w *worker) push(recs []*kgo.Record) {
 	w.mu.Lock()
-	w.queue = append(w.queue, recs...)
 	w.pending += len(recs)
+	if w.c.pool != nil {
+		w.mu.Unlock()
+		w.enqueue(recs)
+		return
+	}
+	w.queue = append(w.queue, recs...)
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -197,7 +212,9 @@ func (w *worker) handle(r *kgo.Record) bool {
 		if w.ctx.Err() != nil {
 			return false
 		}
-		w.store() // the records before this one are done: let them commit while it retries
+		if w.c.pool == nil {
+			w.store() // the records before this one are done: let them commit while it retries
+		}
 		wait := backoff(w.c.cfg.retryMin, w.c.cfg.retryMax, attempt)
 		w.c.cfg.logger.Warn("handler failed; retrying the record",
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset,

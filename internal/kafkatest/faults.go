@@ -1,6 +1,11 @@
 package kafkatest
 
 import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -45,4 +50,65 @@ func (c *Cluster) CountRequests(key kmsg.Key) *atomic.Int64 {
 		return nil, nil, false
 	})
 	return &n
+}
+
+// CommitWatch records the offsets of the OffsetCommit requests a broker
+// receives, whether it accepts them or not.
+type CommitWatch struct {
+	c      *Cluster
+	mu     sync.Mutex
+	last   map[[16]byte]map[int32]int64 // by topic ID; newer requests name no topic
+	byName map[string]map[int32]int64
+}
+
+// WatchCommits starts recording commit requests. Call it before any fault
+// that answers commits, such as RejectCommits, so that it sees them first.
+func (c *Cluster) WatchCommits() *CommitWatch {
+	w := &CommitWatch{c: c, last: make(map[[16]byte]map[int32]int64), byName: make(map[string]map[int32]int64)}
+	c.ControlKey(kmsg.OffsetCommit.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		r := req.(*kmsg.OffsetCommitRequest)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, t := range r.Topics {
+			m := w.byName[t.Topic]
+			if t.Topic == "" {
+				m = w.last[t.TopicID]
+			}
+			if m == nil {
+				m = make(map[int32]int64)
+				if t.Topic == "" {
+					w.last[t.TopicID] = m
+				} else {
+					w.byName[t.Topic] = m
+				}
+			}
+			for _, p := range t.Partitions {
+				m[p.Partition] = p.Offset
+			}
+		}
+		return nil, nil, false
+	})
+	return w
+}
+
+// Last returns, by partition of topic, the offset of the latest commit
+// request that named the partition.
+func (w *CommitWatch) Last(t testing.TB, topic string) map[int32]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	md, err := w.c.Admin.Metadata(ctx, topic)
+	if err != nil {
+		t.Fatalf("metadata of %s: %v", topic, err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[int32]int64)
+	for p, o := range w.byName[topic] {
+		out[p] = o
+	}
+	for p, o := range w.last[md.Topics[topic].ID] {
+		out[p] = o
+	}
+	return out
 }
