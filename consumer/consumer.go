@@ -330,9 +330,7 @@ func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool
 
 func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	c.cfg.logger.Info("partitions assigned", "partitions", assigned)
-	if o := c.cfg.observer; o != nil {
-		o.Rebalanced(Assigned, assigned)
-	}
+	c.rebalanced(Assigned, assigned)
 	if c.cfg.onAssigned != nil {
 		c.cfg.onAssigned(ctx, assigned)
 	}
@@ -348,9 +346,7 @@ func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 		cancel()
 	}
 	c.cfg.logger.Info("partitions revoked", "partitions", revoked)
-	if o := c.cfg.observer; o != nil {
-		o.Rebalanced(Revoked, revoked)
-	}
+	c.rebalanced(Revoked, revoked)
 	if c.cfg.onRevoked != nil {
 		c.cfg.onRevoked(ctx, revoked)
 	}
@@ -359,11 +355,19 @@ func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
 	c.stopWorkers(c.takeWorkers(lost), c.cfg.revokeTimeout, true)
 	c.cfg.logger.Warn("partitions lost; their offsets are not committed", "partitions", lost)
-	if o := c.cfg.observer; o != nil {
-		o.Rebalanced(Lost, lost)
-	}
+	c.rebalanced(Lost, lost)
 	if c.cfg.onLost != nil {
 		c.cfg.onLost(ctx, lost)
+	}
+}
+
+// rebalanced tells the observer and the strategy of a rebalance.
+func (c *Consumer) rebalanced(e Event, partitions map[string][]int32) {
+	if o := c.cfg.observer; o != nil {
+		o.Rebalanced(e, partitions)
+	}
+	if w, ok := c.cfg.strategy.(RebalanceWatcher); ok {
+		w.Rebalanced(e, partitions)
 	}
 }
 

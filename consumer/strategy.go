@@ -23,3 +23,12 @@ type Strategy interface {
 	// Wrap wraps the handler, middleware included.
 	Wrap(h Handler) Handler
 }
+
+// A RebalanceWatcher is a Strategy that wants to know of rebalances, for
+// example to report readiness. The Consumer calls Rebalanced after every
+// assignment, also one that adds no partitions, so that a member the group
+// gave nothing to still learns it has joined; and after every revoke and
+// loss.
+type RebalanceWatcher interface {
+	Rebalanced(e Event, partitions map[string][]int32)
+}

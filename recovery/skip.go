@@ -148,6 +148,23 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 	return out, nil
 }
 
+// Rebalanced implements consumer.RebalanceWatcher: a member the group
+// assigned no partitions has nothing to position and is ready. Assigned
+// partitions are positioned by StartOffsets, which runs after this.
+func (s *CheckpointSkip) Rebalanced(e consumer.Event, partitions map[string][]int32) {
+	if e != consumer.Assigned {
+		return
+	}
+	for _, ps := range partitions {
+		if len(ps) > 0 {
+			return
+		}
+	}
+	s.mu.Lock()
+	s.assigned = true
+	s.mu.Unlock()
+}
+
 // refuse leaves a partition unconsumed and reports err through Ready.
 func (s *CheckpointSkip) refuse(key topicPartition, err error) {
 	s.refused[key] = err

@@ -48,10 +48,18 @@ func (s *Stateless) StartOffsets(_ context.Context, committed map[string]map[int
 	return committed, nil
 }
 
+// Rebalanced implements consumer.RebalanceWatcher: a member the group
+// assigned no partitions is ready too.
+func (s *Stateless) Rebalanced(e consumer.Event, _ map[string][]int32) {
+	if e == consumer.Assigned {
+		s.assigned.Store(true)
+	}
+}
+
 // Wrap implements consumer.Strategy; it returns h.
 func (s *Stateless) Wrap(h consumer.Handler) consumer.Handler { return h }
 
-// Ready returns nil once partitions were assigned, and an error wrapping
+// Ready returns nil once the member joined its group, and an error wrapping
 // ErrNotReady before.
 func (s *Stateless) Ready() error {
 	if !s.assigned.Load() {
