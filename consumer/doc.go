@@ -21,8 +21,12 @@
 //     synchronously when partitions are revoked, never when they are lost,
 //     and once more on shutdown. A crash re-delivers at most the records
 //     handled since the last commit; a graceful stop re-delivers none.
-//   - Order. The records of a partition reach the handler one at a time, in
-//     offset order, on the partition's own goroutine. A failing record is
+//   - Order. By default the records of a partition reach the handler one at
+//     a time, in offset order, on the partition's own goroutine. With
+//     Order(KeyOrder), records with the same key keep their order while
+//     different keys run in parallel on a pool of Workers, so a slow handler
+//     is no longer bound by the partition count; offsets are then stored
+//     only up to the first record not yet finished. A failing record is
 //     retried with backoff and never skipped by the Consumer itself; package
 //     dlq adds bounded retries and a dead-letter topic as middleware.
 //   - Rebalances. Cooperative-sticky balancing by default. A revoked
