@@ -182,7 +182,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // backlogCheck is how often partitions are checked for a handler that stays
-// behind; one is paused after two checks in a row find it at its bound.
+// behind (one is paused after two checks in a row find it at its bound) and
+// how long a handled record's offset may wait before it is stored.
 const backlogCheck = 50 * time.Millisecond
 
 func (c *Consumer) watchBacklog(done <-chan struct{}) {
@@ -202,6 +203,7 @@ func (c *Consumer) watchBacklog(done <-chan struct{}) {
 		c.mu.Unlock()
 		for _, w := range ws {
 			w.checkBehind()
+			w.storeDue.Store(true)
 		}
 	}
 }

@@ -132,7 +132,7 @@ func (w *worker) handleSlot(s *slot) {
 	}
 	w.running++
 	w.tmu.Unlock()
-	ok := w.handle(s.r)
+	ok := w.handle(s.r, nil)
 	w.tmu.Lock()
 	w.running--
 	n := 1 // an abandoned record is no longer in flight
@@ -172,10 +172,9 @@ func (w *worker) advance() int {
 	if n == 0 {
 		return 0
 	}
-	w.handled = w.window[n-1].r
+	w.store(w.window[n-1].r)
 	clear(w.window[:n])
 	w.window = w.window[n:]
-	w.store()
 	return n
 }
 

@@ -4,15 +4,13 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 const (
-	// markEvery bounds how long a handled record waits before its offset
-	// is stored, so a slow partition's progress reaches the next commit.
-	markEvery = 50 * time.Millisecond
 	// countEvery is how many handled records a worker counts locally
 	// before it updates the shared in-flight counts; fast handlers would
 	// otherwise contend on them for every record.
@@ -30,10 +28,10 @@ type worker struct {
 	quit   chan struct{} // closed to stop after the record in hand
 	done   chan struct{} // closed when run returns
 	wake   chan struct{}
-
-	// handled is the last handled record whose offset is not stored yet:
-	// owned by the worker goroutine with PartitionOrder, under tmu otherwise.
-	handled *kgo.Record
+	// storeDue is set every backlogCheck, so that a handled record waits
+	// at most that long before its offset is stored; a flag is much
+	// cheaper than reading the clock for every record.
+	storeDue atomic.Bool
 
 	// With KeyOrder and Unordered, under tmu:
 	tmu     sync.Mutex
@@ -126,11 +124,11 @@ func (w *worker) setPaused(paused bool) {
 func (w *worker) run() {
 	defer close(w.done)
 	var (
-		batch    []*kgo.Record
-		lastMark = time.Now()
+		batch []*kgo.Record
+		last  *kgo.Record // handled, its offset not stored yet
 	)
 	defer func() {
-		w.store()
+		w.store(last)
 		w.mu.Lock()
 		n := w.pending
 		w.queue = nil
@@ -147,7 +145,8 @@ func (w *worker) run() {
 		batch, w.queue = w.queue, batch[:0]
 		w.mu.Unlock()
 		if len(batch) == 0 {
-			w.store()
+			w.store(last)
+			last = nil
 			select {
 			case <-w.wake:
 				continue
@@ -162,31 +161,30 @@ func (w *worker) run() {
 				return
 			default:
 			}
-			if !w.handle(r) {
+			if !w.handle(r, last) {
 				return
 			}
-			w.handled = r
+			last = r
 			counted++
-			slow := time.Since(lastMark) >= markEvery
-			if counted == countEvery || slow {
+			due := w.storeDue.Load()
+			if counted == countEvery || due {
 				w.finished(counted)
 				counted = 0
 			}
-			if slow {
-				w.store()
-				lastMark = time.Now()
+			if due {
+				w.storeDue.Store(false)
+				w.store(last)
+				last = nil
 			}
 		}
 		w.finished(counted)
 	}
 }
 
-// store marks the last handled record's offset for the next commit, unless
-// the partition was abandoned (lost, or revoked past the timeout) and is no
-// longer ours.
-func (w *worker) store() {
-	r := w.handled
-	w.handled = nil
+// store marks the offset of r, a handled record, for the next commit,
+// unless the partition was abandoned (lost, or revoked past the timeout) and
+// is no longer ours.
+func (w *worker) store(r *kgo.Record) {
 	if r == nil || w.c.cfg.group == "" || w.ctx.Err() != nil {
 		return
 	}
@@ -195,7 +193,10 @@ func (w *worker) store() {
 
 // handle calls the handler until it returns nil, backing off between
 // attempts. It returns false if the worker was stopped or abandoned first.
-func (w *worker) handle(r *kgo.Record) bool {
+// prev, if not nil, is the handled record before r whose offset is not yet
+// stored: it is stored before the first backoff, so that the records before
+// a failing one commit while it retries.
+func (w *worker) handle(r, prev *kgo.Record) bool {
 	obs := w.c.cfg.observer
 	for attempt := 1; ; attempt++ {
 		var start time.Time
@@ -212,8 +213,8 @@ func (w *worker) handle(r *kgo.Record) bool {
 		if w.ctx.Err() != nil {
 			return false
 		}
-		if w.c.pool == nil {
-			w.store() // the records before this one are done: let them commit while it retries
+		if attempt == 1 {
+			w.store(prev)
 		}
 		wait := backoff(w.c.cfg.retryMin, w.c.cfg.retryMax, attempt)
 		w.c.cfg.logger.Warn("handler failed; retrying the record",
