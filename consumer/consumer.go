@@ -308,6 +308,7 @@ func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool
 		if abandon {
 			w.cancel()
 		}
+		w.quitting.Store(true)
 		close(w.quit)
 		if c.pool != nil {
 			w.stopKeyed()

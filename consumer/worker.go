@@ -26,6 +26,8 @@ type worker struct {
 	ctx    context.Context // the handlers' context; cancelled when abandoned
 	cancel context.CancelFunc
 	quit   chan struct{} // closed to stop after the record in hand
+	// quitting is set with quit closed; it is cheaper to check per record.
+	quitting atomic.Bool
 	done   chan struct{} // closed when run returns
 	wake   chan struct{}
 	// storeDue is set every backlogCheck, so that a handled record waits
@@ -156,10 +158,8 @@ func (w *worker) run() {
 		}
 		counted := 0 // handled records not yet taken off the in-flight counts
 		for _, r := range batch {
-			select {
-			case <-w.quit:
+			if w.quitting.Load() {
 				return
-			default:
 			}
 			if !w.handle(r, last) {
 				return
