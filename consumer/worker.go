@@ -28,8 +28,8 @@ type worker struct {
 	quit   chan struct{} // closed to stop after the record in hand
 	// quitting is set with quit closed; it is cheaper to check per record.
 	quitting atomic.Bool
-	done   chan struct{} // closed when run returns
-	wake   chan struct{}
+	done     chan struct{} // closed when run returns
+	wake     chan struct{}
 	// storeDue is set every backlogCheck, so that a handled record waits
 	// at most that long before its offset is stored; a flag is much
 	// cheaper than reading the clock for every record.
