@@ -73,36 +73,6 @@ func testOpts(c *kafkatest.Cluster, group string, extra ...consumer.Opt) []consu
 	return append(opts, extra...)
 }
 
-// running starts c.Run in the background and returns a stop function that
-// cancels it and returns Run's error.
-func running(t *testing.T, c *consumer.Consumer) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
-	select {
-	case <-c.Running():
-	case err := <-errc:
-		errc <- err
-		t.Fatalf("Run returned before running: %v", err)
-	}
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-errc:
-			case <-time.After(30 * time.Second):
-				err = errors.New("Run did not return within 30s of cancel")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
-
 func TestConsumesEveryRecordInPartitionOrder(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 4, topic)
 	produced := cluster.ProduceSeq(t, topic, 2000, 50)
@@ -111,7 +81,7 @@ func TestConsumesEveryRecordInPartitionOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := running(t, c)
+	stop := kafkatest.Run(t, c)
 	kafkatest.WaitFor(t, 20*time.Second, "all records handled", func() bool { return rec.total() >= len(produced) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -166,7 +136,7 @@ func TestCommitNeverPassesAFailingRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := running(t, c)
+	stop := kafkatest.Run(t, c)
 	kafkatest.WaitFor(t, 20*time.Second, "records before the failing one committed", func() bool {
 		return cluster.Committed(t, "g", topic)[0] == failAt
 	})
@@ -206,7 +176,7 @@ func TestCrashRedeliversOnlyRecordsAfterLastCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop1 := running(t, c1)
+	stop1 := kafkatest.Run(t, c1)
 	kafkatest.WaitFor(t, 20*time.Second, "some commits", func() bool { return len(cluster.Committed(t, "g", topic)) == 4 })
 	restore := cluster.RejectCommits()
 	n := first.total()
@@ -224,7 +194,7 @@ func TestCrashRedeliversOnlyRecordsAfterLastCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop2 := running(t, c2)
+	stop2 := kafkatest.Run(t, c2)
 	want := expectedOffsets(produced)
 	remaining := 0
 	for p, offs := range want {
@@ -281,7 +251,7 @@ func TestGracefulStopRedeliversNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop1 := running(t, c1)
+	stop1 := kafkatest.Run(t, c1)
 	kafkatest.WaitFor(t, 20*time.Second, "part of the topic handled", func() bool { return rec.total() >= 500 })
 	if err := stop1(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -293,7 +263,7 @@ func TestGracefulStopRedeliversNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop2 := running(t, c2)
+	stop2 := kafkatest.Run(t, c2)
 	kafkatest.WaitFor(t, 20*time.Second, "all records handled", func() bool { return rec.total() >= len(produced) })
 	if err := stop2(); err != nil {
 		t.Fatalf("Run: %v", err)

@@ -65,7 +65,7 @@ func TestKeyOrderKeepsPerKeyOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := running(t, c)
+	stop := kafkatest.Run(t, c)
 	kafkatest.WaitFor(t, 60*time.Second, "every record handled", func() bool { return log.total() >= records })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -108,7 +108,7 @@ func TestKeyOrderCrashLosesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stop1 := running(t, c1)
+			stop1 := kafkatest.Run(t, c1)
 			crashAt := 300 + rng.IntN(records-600)
 			kafkatest.WaitFor(t, 60*time.Second, "records handled before the crash", func() bool { return first.total() >= crashAt })
 			restore := cluster.RejectCommits()
@@ -154,7 +154,7 @@ func TestKeyOrderCrashLosesNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stop2 := running(t, c2)
+			stop2 := kafkatest.Run(t, c2)
 			remaining := 0
 			for p, offs := range expectedOffsets(produced) {
 				remaining += int(offs[len(offs)-1] + 1 - committed[p])
@@ -209,7 +209,7 @@ func TestParkedKeyHoldsOnlyItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := running(t, c)
+	stop := kafkatest.Run(t, c)
 	otherKeys := 0
 	for _, r := range produced[parkedOffset+1:] {
 		if string(r.Key) != parkedKey {

@@ -66,13 +66,13 @@ func TestRebalanceCommitsRevokedPartitionsBeforeTheyMove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopA := running(t, ca)
+	stopA := kafkatest.Run(t, ca)
 	kafkatest.WaitFor(t, 20*time.Second, "the first member to get going", func() bool { return a.total() >= 600 })
 	cb, err := consumer.New(b, testOpts(cluster, "g", consumer.OnAssigned(b.assigned))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopB := running(t, cb)
+	stopB := kafkatest.Run(t, cb)
 	kafkatest.WaitFor(t, 60*time.Second, "every record handled", func() bool { return a.total()+b.total() >= len(produced) })
 	if err := stopA(); err != nil {
 		t.Fatalf("Run a: %v", err)
@@ -137,7 +137,7 @@ func TestLostPartitionsAreNotCommitted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := running(t, c)
+	stop := kafkatest.Run(t, c)
 	kafkatest.WaitFor(t, 20*time.Second, "records handled", func() bool { return rec.total() >= 200 })
 
 	// The session expires: the broker answers a heartbeat with
@@ -194,7 +194,7 @@ func TestBackpressureBoundsBufferedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := running(t, c)
+	stop := kafkatest.Run(t, c)
 	// Polling stops at the total bound, or once every partition is paused;
 	// partitions stuck at their own bound are paused either way.
 	kafkatest.WaitFor(t, 20*time.Second, "fetching to stop behind the blocked handler", func() bool {
@@ -249,7 +249,7 @@ func TestHandlerPanicBecomesAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := running(t, c)
+	stop := kafkatest.Run(t, c)
 	kafkatest.WaitFor(t, 20*time.Second, "every record handled", func() bool { return rec.total() >= 10 })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)

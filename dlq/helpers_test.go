@@ -2,7 +2,6 @@ package dlq_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -60,30 +59,6 @@ func consumerOpts(c *kafkatest.Cluster, r *dlq.Router, extra ...consumer.Opt) []
 	return append(opts, extra...)
 }
 
-// running starts c.Run in the background and returns a stop function that
-// cancels it and returns Run's error.
-func running(t *testing.T, c *consumer.Consumer) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-errc:
-			case <-time.After(30 * time.Second):
-				err = errors.New("Run did not return within 30s of cancel")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
-}
-
 // start creates and runs a consumer with h behind the router.
 func start(t *testing.T, c *kafkatest.Cluster, r *dlq.Router, h consumer.Handler, extra ...consumer.Opt) (stop func() error) {
 	t.Helper()
@@ -91,7 +66,7 @@ func start(t *testing.T, c *kafkatest.Cluster, r *dlq.Router, h consumer.Handler
 	if err != nil {
 		t.Fatal(err)
 	}
-	return running(t, cons)
+	return kafkatest.Run(t, cons)
 }
 
 // handler calls fail for every call and remembers the calls and the

@@ -35,7 +35,7 @@ func BenchmarkCheckpointSkipRestart(b *testing.B) {
 					return nil
 				})
 				s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
-				stop := running(b, newConsumer(b, h, testOpts(cluster, "bench", s)...))
+				stop := kafkatest.Run(b, newConsumer(b, h, testOpts(cluster, "bench", s)...))
 				select {
 				case o := <-first:
 					if o != int64(n) {

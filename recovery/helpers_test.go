@@ -2,7 +2,6 @@ package recovery_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -53,30 +52,6 @@ func newConsumer(t testing.TB, h consumer.Handler, opts ...consumer.Opt) *consum
 		t.Fatalf("consumer.New: %v", err)
 	}
 	return c
-}
-
-// running starts c.Run in the background and returns a stop function that
-// cancels it and returns Run's error.
-func running(t testing.TB, c *consumer.Consumer) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-errc:
-			case <-time.After(30 * time.Second):
-				err = errors.New("Run did not return within 30s of cancel")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
 }
 
 // crash stops a consumer with the broker refusing commits, so nothing it

@@ -22,11 +22,15 @@ func TestMemberWithoutPartitionsIsReady(t *testing.T) {
 		"Stateless": func() interface {
 			consumer.Strategy
 			Ready() error
-		} { return recovery.NewStateless() },
+		} {
+			return recovery.NewStateless()
+		},
 		"CheckpointSkip": func() interface {
 			consumer.Strategy
 			Ready() error
-		} { return recovery.NewCheckpointSkip(recovery.NewMemoryStore(0)) },
+		} {
+			return recovery.NewCheckpointSkip(recovery.NewMemoryStore(0))
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cluster := kafkatest.NewCluster(t, 1, topic)
@@ -34,10 +38,10 @@ func TestMemberWithoutPartitionsIsReady(t *testing.T) {
 			owned := make(chan map[string][]int32, 2)
 			onAssigned := consumer.OnAssigned(func(_ context.Context, ps map[string][]int32) { owned <- ps })
 			first, second := strategy(), strategy()
-			running(t, newConsumer(t, nop, testOpts(cluster, "g", first, onAssigned)...))
+			kafkatest.Run(t, newConsumer(t, nop, testOpts(cluster, "g", first, onAssigned)...))
 			kafkatest.WaitFor(t, 20*time.Second, "the first member ready", func() bool { return first.Ready() == nil })
 			<-owned
-			running(t, newConsumer(t, nop, testOpts(cluster, "g", second, onAssigned)...))
+			kafkatest.Run(t, newConsumer(t, nop, testOpts(cluster, "g", second, onAssigned)...))
 			select {
 			case ps := <-owned:
 				if len(ps[topic]) != 0 {

@@ -85,7 +85,7 @@ func TestFullReplayCaughtUpOnlyAtStartHighWatermark(t *testing.T) {
 		handled.Add(1)
 		return nil
 	})
-	stop := running(t, newConsumer(t, h, testOpts(cluster, "", s)...))
+	stop := kafkatest.Run(t, newConsumer(t, h, testOpts(cluster, "", s)...))
 	kafkatest.WaitFor(t, 10*time.Second, "start", func() bool { return s.HighWatermarks() != nil })
 	if want := (recovery.Offsets{topic: {0: 100, 1: 60}}); !maps.EqualFunc(s.HighWatermarks(), want, maps.Equal) {
 		t.Fatalf("HighWatermarks = %v, want %v", s.HighWatermarks(), want)
@@ -114,7 +114,7 @@ func TestFullReplayEmptyPartitionsAreCaughtUpAtOnce(t *testing.T) {
 	t.Run("empty topic", func(t *testing.T) {
 		cluster := kafkatest.NewCluster(t, 3, topic)
 		s := recovery.NewFullReplay(recovery.WithLogger(quiet))
-		running(t, newConsumer(t, newOffsetLog().handler(), testOpts(cluster, "", s)...))
+		kafkatest.Run(t, newConsumer(t, newOffsetLog().handler(), testOpts(cluster, "", s)...))
 		wait(t, s.CaughtUp(), 10*time.Second, "caught up")
 	})
 	t.Run("deleted and empty partitions", func(t *testing.T) {
@@ -132,7 +132,7 @@ func TestFullReplayEmptyPartitionsAreCaughtUpAtOnce(t *testing.T) {
 				return ctx.Err()
 			}
 		})
-		running(t, newConsumer(t, h, testOpts(cluster, "", s)...))
+		kafkatest.Run(t, newConsumer(t, h, testOpts(cluster, "", s)...))
 		kafkatest.WaitFor(t, 10*time.Second, "start", func() bool { return s.HighWatermarks() != nil })
 		if isClosed(s.CaughtUp()) {
 			t.Fatal("caught up before partition 2 was replayed")
@@ -183,7 +183,7 @@ func TestFullReplayPassesTransactionMarkers(t *testing.T) {
 				return nil
 			})
 			opts := testOpts(cluster, "", s, consumer.ClientOpts(kgo.FetchIsolationLevel(tc.isolation)))
-			running(t, newConsumer(t, h, opts...))
+			kafkatest.Run(t, newConsumer(t, h, opts...))
 			wait(t, s.CaughtUp(), 10*time.Second, "caught up")
 			if hwm := s.HighWatermarks()[topic][0]; hwm != 6 {
 				t.Errorf("high watermark %d, want 6: three records and three markers", hwm)
@@ -283,7 +283,7 @@ func TestFullReplayResumesFromSnapshot(t *testing.T) {
 
 	s1 := recovery.NewFullReplay(recovery.Snapshots(snaps, time.Hour), recovery.WithLogger(quiet))
 	log1 := newOffsetLog()
-	stop := running(t, newConsumer(t, snaps.state.handler(log1), testOpts(cluster, "", s1)...))
+	stop := kafkatest.Run(t, newConsumer(t, snaps.state.handler(log1), testOpts(cluster, "", s1)...))
 	wait(t, s1.CaughtUp(), 10*time.Second, "first run caught up")
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -302,7 +302,7 @@ func TestFullReplayResumesFromSnapshot(t *testing.T) {
 	second := cluster.ProduceSeq(t, topic, 100, 30)
 	s2 := recovery.NewFullReplay(recovery.Snapshots(snaps, time.Hour), recovery.WithLogger(quiet))
 	log2 := newOffsetLog()
-	stop = running(t, newConsumer(t, snaps.state.handler(log2), testOpts(cluster, "", s2)...))
+	stop = kafkatest.Run(t, newConsumer(t, snaps.state.handler(log2), testOpts(cluster, "", s2)...))
 	wait(t, s2.CaughtUp(), 10*time.Second, "second run caught up")
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -357,7 +357,7 @@ func TestFullReplaySnapshotsMatchTheirOffsets(t *testing.T) {
 		}
 		return inner.Handle(ctx, r)
 	})
-	stop := running(t, newConsumer(t, h, testOpts(cluster, "", s)...))
+	stop := kafkatest.Run(t, newConsumer(t, h, testOpts(cluster, "", s)...))
 	wait(t, s.CaughtUp(), 20*time.Second, "caught up")
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -403,7 +403,7 @@ func TestFullReplaySnapshotBelowLogStart(t *testing.T) {
 				return nil
 			}))
 		log := newOffsetLog()
-		running(t, newConsumer(t, snaps.state.handler(log), testOpts(cluster, "", s)...))
+		kafkatest.Run(t, newConsumer(t, snaps.state.handler(log), testOpts(cluster, "", s)...))
 		wait(t, s.CaughtUp(), 10*time.Second, "caught up")
 		want := []recovery.DataLossError{{Topic: topic, Partition: 0, Next: 20, LogStart: 60}}
 		if !slices.Equal(losses, want) || losses[0].Lost() != 40 {

@@ -54,7 +54,7 @@ func TestCheckpointSkipResumesFromStoreNotKafka(t *testing.T) {
 
 	log := newOffsetLog()
 	s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
-	stop := running(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	stop := kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
 	kafkatest.WaitFor(t, 10*time.Second, "the records after the checkpoints", func() bool { return log.count() == 40+70 })
 	kafkatest.WaitFor(t, 10*time.Second, "commits to reach the end", func() bool {
 		c := cluster.Committed(t, "g", topic)
@@ -76,7 +76,7 @@ func TestCheckpointSkipWithoutCheckpointStartsAtLatest(t *testing.T) {
 	produceTo(t, cluster, 0, 50)
 	log := newOffsetLog()
 	s := recovery.NewCheckpointSkip(recovery.NewMemoryStore(0), recovery.WithLogger(quiet))
-	running(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
 	kafkatest.WaitFor(t, 10*time.Second, "ready", func() bool { return s.Ready() == nil })
 	// The client resolves "latest" after the assignment: produce until a
 	// record arrives.
@@ -101,7 +101,7 @@ func TestCheckpointSkipCheckpointAheadOfHighWatermark(t *testing.T) {
 	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 1, Offset: 49})
 	log := newOffsetLog()
 	s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
-	running(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
 	kafkatest.WaitFor(t, 10*time.Second, "partition 1", func() bool { return len(log.of(1)) == 50 })
 
 	err := s.Ready()
@@ -140,7 +140,7 @@ func TestCheckpointSkipCheckpointBelowLogStart(t *testing.T) {
 				return nil
 			}))
 		log := newOffsetLog()
-		running(t, newConsumer(t, log.handler(), testOpts(cluster, "resume", s)...))
+		kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "resume", s)...))
 		kafkatest.WaitFor(t, 10*time.Second, "the records left", func() bool { return log.count() == 40 })
 		if got := log.of(0); !slices.Equal(got, span(60, 100)) {
 			t.Errorf("handled %v, want 60 to 99", got)
@@ -162,7 +162,7 @@ func TestCheckpointSkipCheckpointBelowLogStart(t *testing.T) {
 		s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet),
 			recovery.OnDataLoss(func(context.Context, *recovery.DataLossError) error { return errStop }))
 		log := newOffsetLog()
-		running(t, newConsumer(t, log.handler(), testOpts(cluster, "refuse", s)...))
+		kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "refuse", s)...))
 		kafkatest.WaitFor(t, 10*time.Second, "the refusal", func() bool { return errors.Is(s.Ready(), errStop) })
 		if !errors.Is(s.Ready(), recovery.ErrNotReady) {
 			t.Errorf("Ready = %v, want ErrNotReady", s.Ready())
@@ -182,7 +182,7 @@ func TestCheckpointSkipSkipsRecordsAtOrBelowCheckpoint(t *testing.T) {
 	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 0, Offset: 4})
 	s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
 	log := newOffsetLog()
-	running(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
 	kafkatest.WaitFor(t, 10*time.Second, "assignment", func() bool { return s.Ready() == nil })
 	kafkatest.WaitFor(t, 10*time.Second, "the records after the checkpoint", func() bool { return log.count() == 5 })
 

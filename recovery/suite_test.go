@@ -339,7 +339,7 @@ func suiteSetup(t *testing.T, sub subject) (*kafkatest.Cluster, world) {
 func finish(t *testing.T, cluster *kafkatest.Cluster, sub subject, w world, crashed bool) {
 	t.Helper()
 	s, h := w.process(nil)
-	stop := running(t, newConsumer(t, h, testOpts(cluster, sub.group, s)...))
+	stop := kafkatest.Run(t, newConsumer(t, h, testOpts(cluster, sub.group, s)...))
 	kafkatest.WaitFor(t, 30*time.Second, "everything processed", func() bool { return w.done(t, s) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -360,7 +360,7 @@ func scenarioCrashRestart(t *testing.T, sub subject) {
 	for i := range crashes {
 		k := newKiller(rng, suiteRecords/(crashes+1))
 		s, h := w.process(k)
-		stop := running(t, newConsumer(t, h, testOpts(cluster, sub.group, s)...))
+		stop := kafkatest.Run(t, newConsumer(t, h, testOpts(cluster, sub.group, s)...))
 		wait(t, k.died, 30*time.Second, fmt.Sprintf("crash %d at call %d", i, k.at))
 		crash(cluster, stop)
 	}
@@ -393,9 +393,9 @@ func scenarioRebalanceAndCrash(t *testing.T, sub subject) {
 		}
 		return h1.Handle(ctx, r)
 	})
-	stop1 := running(t, newConsumer(t, held, testOpts(cluster, sub.group, s1)...))
+	stop1 := kafkatest.Run(t, newConsumer(t, held, testOpts(cluster, sub.group, s1)...))
 	wait(t, reachedHead, 30*time.Second, "the first process to handle some records")
-	stop2 := running(t, newConsumer(t, h2, testOpts(cluster, sub.group, s2)...))
+	stop2 := kafkatest.Run(t, newConsumer(t, h2, testOpts(cluster, sub.group, s2)...))
 	kafkatest.WaitFor(t, 30*time.Second, "the second process to be ready", func() bool { return s2.Ready() == nil })
 	wait(t, k.died, 30*time.Second, fmt.Sprintf("the first process to die at call %d", k.at))
 	crash(cluster, stop1)
@@ -418,7 +418,7 @@ func scenarioGracefulRestart(t *testing.T, sub subject) {
 		}
 		return h.Handle(ctx, r)
 	})
-	stop := running(t, newConsumer(t, counted, testOpts(cluster, sub.group, s)...))
+	stop := kafkatest.Run(t, newConsumer(t, counted, testOpts(cluster, sub.group, s)...))
 	wait(t, halfway, 30*time.Second, "half the records")
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -435,7 +435,7 @@ func scenarioReadiness(t *testing.T, sub subject) {
 	if err := s.Ready(); !errors.Is(err, recovery.ErrNotReady) {
 		t.Fatalf("Ready before Run = %v, want ErrNotReady", err)
 	}
-	stop := running(t, c)
+	stop := kafkatest.Run(t, c)
 	kafkatest.WaitFor(t, 30*time.Second, "ready", func() bool { return s.Ready() == nil })
 	kafkatest.WaitFor(t, 30*time.Second, "everything processed", func() bool { return w.done(t, s) })
 	if err := stop(); err != nil {
