@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,21 +55,10 @@ func (r *recorder) offsets() map[int32][]int64 {
 // testOpts are the options every test consumer uses: fast group timings so
 // rebalances take milliseconds, and quiet logs.
 func testOpts(c *kafkatest.Cluster, group string, extra ...consumer.Opt) []consumer.Opt {
-	opts := []consumer.Opt{
-		consumer.SeedBrokers(c.Addrs...),
-		consumer.Topics(topic),
-		consumer.WithLogger(slog.New(slog.DiscardHandler)),
-		consumer.ClientOpts(
-			kgo.HeartbeatInterval(50*time.Millisecond),
-			kgo.SessionTimeout(3*time.Second),
-			kgo.FetchMaxWait(50*time.Millisecond),
-		),
-		consumer.RetryBackoff(time.Millisecond, 10*time.Millisecond),
-	}
 	if group != "" {
-		opts = append(opts, consumer.Group(group))
+		extra = append([]consumer.Opt{consumer.Group(group)}, extra...)
 	}
-	return append(opts, extra...)
+	return c.ConsumerOpts(topic, extra...)
 }
 
 func TestConsumesEveryRecordInPartitionOrder(t *testing.T) {

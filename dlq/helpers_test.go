@@ -42,21 +42,11 @@ func newRouter(t *testing.T, c *kafkatest.Cluster, opts ...dlq.RouterOpt) *dlq.R
 // consumerOpts are the options of every test consumer: fast group timings,
 // quick retries and commits, quiet logs, and the router as middleware.
 func consumerOpts(c *kafkatest.Cluster, r *dlq.Router, extra ...consumer.Opt) []consumer.Opt {
-	opts := []consumer.Opt{
-		consumer.SeedBrokers(c.Addrs...),
-		consumer.Topics(topic),
+	return c.ConsumerOpts(topic, append([]consumer.Opt{
 		consumer.Group(group),
-		consumer.WithLogger(quiet),
-		consumer.ClientOpts(
-			kgo.HeartbeatInterval(50*time.Millisecond),
-			kgo.SessionTimeout(3*time.Second),
-			kgo.FetchMaxWait(50*time.Millisecond),
-		),
-		consumer.RetryBackoff(time.Millisecond, 10*time.Millisecond),
 		consumer.CommitInterval(100 * time.Millisecond),
 		consumer.Use(r.Middleware()),
-	}
-	return append(opts, extra...)
+	}, extra...)...)
 }
 
 // start creates and runs a consumer with h behind the router.

@@ -25,23 +25,14 @@ var quiet = slog.New(slog.DiscardHandler)
 // rebalances take milliseconds, and quiet logs.
 func testOpts(c *kafkatest.Cluster, group string, s consumer.Strategy, extra ...consumer.Opt) []consumer.Opt {
 	opts := []consumer.Opt{
-		consumer.SeedBrokers(c.Addrs...),
-		consumer.Topics(topic),
-		consumer.WithLogger(quiet),
 		consumer.WithStrategy(s),
-		consumer.ClientOpts(
-			kgo.HeartbeatInterval(50*time.Millisecond),
-			kgo.SessionTimeout(3*time.Second),
-			kgo.FetchMaxWait(50*time.Millisecond),
-		),
-		consumer.RetryBackoff(time.Millisecond, 10*time.Millisecond),
 		consumer.CommitInterval(100 * time.Millisecond),
 		consumer.ShutdownTimeout(5 * time.Second),
 	}
 	if group != "" {
 		opts = append(opts, consumer.Group(group))
 	}
-	return append(opts, extra...)
+	return c.ConsumerOpts(topic, append(opts, extra...)...)
 }
 
 // newConsumer builds a consumer and fails the test on error.

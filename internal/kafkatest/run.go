@@ -3,9 +3,12 @@ package kafkatest
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
 )
@@ -39,4 +42,23 @@ func Run(t testing.TB, c *consumer.Consumer) (stop func() error) {
 		t.Fatalf("Run returned before running: %v", err)
 	}
 	return stop
+}
+
+// ConsumerOpts returns the options every test consumer of the cluster
+// starts from: its brokers, the topic, quiet logs, group timings and retries
+// fast enough that rebalances and retries take milliseconds. Options in
+// extra come after them and win.
+func (c *Cluster) ConsumerOpts(topic string, extra ...consumer.Opt) []consumer.Opt {
+	opts := []consumer.Opt{
+		consumer.SeedBrokers(c.Addrs...),
+		consumer.Topics(topic),
+		consumer.WithLogger(slog.New(slog.DiscardHandler)),
+		consumer.ClientOpts(
+			kgo.HeartbeatInterval(50*time.Millisecond),
+			kgo.SessionTimeout(3*time.Second),
+			kgo.FetchMaxWait(50*time.Millisecond),
+		),
+		consumer.RetryBackoff(time.Millisecond, 10*time.Millisecond),
+	}
+	return append(opts, extra...)
 }
