@@ -1,0 +1,309 @@
+package lag
+
+import (
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/dlq"
+)
+
+// durationBuckets are the upper bounds, in seconds, of the handler duration
+// histogram: from a fast in-memory handler to one waiting on a slow sink.
+var durationBuckets = [...]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// counts are a partition's handler counters. They are kept per partition,
+// behind its lock, so that the handlers of different partitions never
+// contend on them, and summed by topic at each scrape.
+type counts struct {
+	handled uint64
+	errors  [3]uint64 // by dlq.Class
+	retries uint64
+	n       uint64  // handler calls, for the histogram
+	sum     float64 // seconds in handler calls
+	buckets [len(durationBuckets)]uint64
+}
+
+// record counts one handler call.
+func (c *counts) record(took time.Duration, failed bool, class dlq.Class, retry bool) {
+	s := took.Seconds()
+	c.n++
+	c.sum += s
+	if i, _ := slices.BinarySearch(durationBuckets[:], s); i < len(c.buckets) {
+		c.buckets[i]++
+	}
+	if retry {
+		c.retries++
+	}
+	switch {
+	case !failed:
+		c.handled++
+	case class >= 0 && int(class) < len(c.errors):
+		c.errors[class]++
+	default:
+		c.errors[dlq.Unclassified]++
+	}
+}
+
+func (c *counts) add(o *counts) {
+	c.handled += o.handled
+	c.retries += o.retries
+	c.n += o.n
+	c.sum += o.sum
+	for i := range c.errors {
+		c.errors[i] += o.errors[i]
+	}
+	for i := range c.buckets {
+		c.buckets[i] += o.buckets[i]
+	}
+}
+
+// metrics is the Monitor's Prometheus collector. Every metric carries the
+// group as a constant label, so the Monitors of several Consumers can share
+// a registry.
+type metrics struct {
+	m *Monitor
+
+	offset, lag, lagSeconds           *prometheus.Desc
+	maxLag, maxLagSeconds, sumLag     *prometheus.Desc
+	hwm, logStart, processed, held    *prometheus.Desc
+	partStatus, groupStatus           *prometheus.Desc
+	healthy, ready, recoveryReady     *prometheus.Desc
+	handled, errors, retries, handler *prometheus.Desc
+	rebalances, commits, commitFails  *prometheus.Desc
+	paused, assigned                  *prometheus.Desc
+	dlqRecords, dlqFailures           *prometheus.Desc
+	dlqBreaker, dlqOpens              *prometheus.Desc
+
+	commitDuration prometheus.Histogram
+}
+
+func newMetrics(m *Monitor) *metrics {
+	group := prometheus.Labels{"group": m.cfg.group}
+	tp := []string{"topic", "partition"}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, group)
+	}
+	return &metrics{
+		m:             m,
+		offset:        desc("kafka_consumergroup_group_offset", "Offset the group lag counts from: the last committed offset (the next to read), or the processed offset for a consumer without a group.", tp...),
+		lag:           desc("kafka_consumergroup_group_lag", "High watermark minus the group offset, in records.", tp...),
+		lagSeconds:    desc("kafka_consumergroup_group_lag_seconds", "Age of the oldest record received and not yet handled, by its timestamp; 0 when none waits.", tp...),
+		maxLag:        desc("kafka_consumergroup_group_max_lag", "Largest lag in records of the group's partitions."),
+		maxLagSeconds: desc("kafka_consumergroup_group_max_lag_seconds", "Largest lag in seconds of the group's partitions."),
+		sumLag:        desc("kafka_consumergroup_group_sum_lag", "Sum of the lag in records of the group's partitions."),
+		hwm:           desc("kconsumer_partition_high_watermark", "High watermark of the partition at its last fetch.", tp...),
+		logStart:      desc("kconsumer_partition_log_start_offset", "First offset of the partition at its last fetch.", tp...),
+		processed:     desc("kconsumer_partition_processed_offset", "Offset after the last handled record.", tp...),
+		held:          desc("kconsumer_partition_held_records", "Records received and not yet handled.", tp...),
+		partStatus:    desc("kconsumer_partition_status", "Status of the partition: 0 OK, 1 WARN, 2 REWIND, 3 ERR, 4 STALL, 5 STOP.", tp...),
+		groupStatus:   desc("kconsumer_group_status", "Worst status of the group's partitions: 0 OK, 1 WARN, 2 REWIND, 3 ERR, 4 STALL, 5 STOP."),
+		healthy:       desc("kconsumer_healthy", "1 while /healthz succeeds."),
+		ready:         desc("kconsumer_ready", "1 while /readyz succeeds."),
+		recoveryReady: desc("kconsumer_recovery_ready", "1 once the recovery strategy is ready (caught up)."),
+		handled:       desc("kconsumer_records_handled_total", "Records the handler returned nil for.", "topic"),
+		errors:        desc("kconsumer_handler_errors_total", "Handler calls that returned an error, by error class.", "topic", "class"),
+		retries:       desc("kconsumer_handler_retries_total", "Handler calls for a record whose previous call failed.", "topic"),
+		handler:       desc("kconsumer_handler_duration_seconds", "Duration of handler calls.", "topic"),
+		rebalances:    desc("kconsumer_rebalances_total", "Partition assignments, revocations and losses.", "event"),
+		commits:       desc("kconsumer_commits_total", "Offset commits accepted by the broker."),
+		commitFails:   desc("kconsumer_commit_failures_total", "Offset commits that failed in whole or in part."),
+		paused:        desc("kconsumer_paused_partitions", "Partitions whose fetching is paused by backpressure."),
+		assigned:      desc("kconsumer_assigned_partitions", "Partitions the consumer owns."),
+		dlqRecords:    desc("kconsumer_dlq_records_total", "Records written to a dead-letter topic and acknowledged."),
+		dlqFailures:   desc("kconsumer_dlq_write_failures_total", "Dead-letter writes that failed and are retried."),
+		dlqBreaker:    desc("kconsumer_dlq_breaker_state", "State of the dead-letter circuit breaker: 0 closed, 1 open, 2 half-open."),
+		dlqOpens:      desc("kconsumer_dlq_breaker_opens_total", "Times the dead-letter circuit breaker opened."),
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:        "kconsumer_commit_duration_seconds",
+			Help:        "Duration of offset commit requests, from the client's hooks (ClientHooks).",
+			ConstLabels: group,
+			Buckets:     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+	}
+}
+
+func (x *metrics) descs() []*prometheus.Desc {
+	ds := []*prometheus.Desc{
+		x.offset, x.lag, x.lagSeconds, x.maxLag, x.maxLagSeconds, x.sumLag,
+		x.hwm, x.logStart, x.processed, x.held, x.partStatus, x.groupStatus,
+		x.healthy, x.ready, x.handled, x.errors, x.retries, x.handler,
+		x.rebalances, x.commits, x.commitFails, x.paused, x.assigned,
+	}
+	if x.m.cfg.ready != nil {
+		ds = append(ds, x.recoveryReady)
+	}
+	if x.m.cfg.dead != nil {
+		ds = append(ds, x.dlqRecords, x.dlqFailures, x.dlqBreaker, x.dlqOpens)
+	}
+	return ds
+}
+
+// Describe implements prometheus.Collector.
+func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range x.descs() {
+		ch <- d
+	}
+	x.commitDuration.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (x *metrics) Collect(ch chan<- prometheus.Metric) {
+	m := x.m
+	s := m.Snapshot()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	var sum int64
+	paused := 0
+	for _, p := range s.Partitions {
+		l := []string{p.Topic, strconv.Itoa(int(p.Partition))}
+		gauge(x.lagSeconds, p.LagTime.Seconds(), l...)
+		gauge(x.held, float64(p.Held), l...)
+		gauge(x.partStatus, float64(p.Status), l...)
+		if p.HighWatermark >= 0 {
+			gauge(x.hwm, float64(p.HighWatermark), l...)
+			gauge(x.lag, float64(p.Lag), l...)
+			sum += p.Lag
+		}
+		if p.Offset >= 0 {
+			gauge(x.offset, float64(p.Offset), l...)
+		}
+		if p.LogStart >= 0 {
+			gauge(x.logStart, float64(p.LogStart), l...)
+		}
+		if p.Processed >= 0 {
+			gauge(x.processed, float64(p.Processed), l...)
+		}
+		if p.Paused {
+			paused++
+		}
+	}
+	gauge(x.maxLag, float64(s.MaxLag))
+	gauge(x.maxLagSeconds, s.MaxLagTime.Seconds())
+	gauge(x.sumLag, float64(sum))
+	gauge(x.groupStatus, float64(s.Status))
+	gauge(x.healthy, boolValue(s.healthy() == nil))
+	gauge(x.ready, boolValue(m.Ready() == nil))
+	if r := m.cfg.ready; r != nil {
+		gauge(x.recoveryReady, boolValue(r.Ready() == nil))
+	}
+	gauge(x.paused, float64(paused))
+	gauge(x.assigned, float64(len(s.Partitions)))
+
+	for topic, c := range m.countsByTopic() {
+		counter(x.handled, float64(c.handled), topic)
+		for class, n := range c.errors {
+			counter(x.errors, float64(n), topic, dlq.Class(class).String())
+		}
+		counter(x.retries, float64(c.retries), topic)
+		buckets := make(map[float64]uint64, len(durationBuckets))
+		var cum uint64
+		for i, le := range durationBuckets {
+			cum += c.buckets[i]
+			buckets[le] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(x.handler, c.n, c.sum, buckets, topic)
+	}
+	for e := consumer.Assigned; e <= consumer.Lost; e++ {
+		counter(x.rebalances, float64(m.rebalances[e].Load()), e.String())
+	}
+	counter(x.commits, float64(m.commits.Load()))
+	counter(x.commitFails, float64(m.commitFailures.Load()))
+	if d := m.cfg.dead; d != nil {
+		st := d.Stats()
+		counter(x.dlqRecords, float64(st.DeadLettered))
+		counter(x.dlqFailures, float64(st.WriteFailures))
+		gauge(x.dlqBreaker, breakerValue(st.Breaker))
+		counter(x.dlqOpens, float64(st.BreakerOpens))
+	}
+	x.commitDuration.Collect(ch)
+}
+
+// countsByTopic sums the handler counters of owned and former partitions.
+func (m *Monitor) countsByTopic() map[string]*counts {
+	out := make(map[string]*counts)
+	at := func(topic string) *counts {
+		c := out[topic]
+		if c == nil {
+			c = new(counts)
+			out[topic] = c
+		}
+		return c
+	}
+	for k, p := range *m.parts.Load() {
+		p.mu.Lock()
+		at(k.topic).add(&p.counts)
+		p.mu.Unlock()
+	}
+	m.mu.Lock()
+	for topic, c := range m.retired {
+		at(topic).add(c)
+	}
+	m.mu.Unlock()
+	return out
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func breakerValue(s dlq.BreakerState) float64 {
+	switch s {
+	case dlq.BreakerOpen:
+		return 1
+	case dlq.BreakerHalfOpen:
+		return 2
+	}
+	return 0
+}
+
+// newKprom returns the franz-go client metrics, registered in the Monitor's
+// registry when the client is created.
+func newKprom(c cfg) *kprom.Metrics {
+	return kprom.NewMetrics("kconsumer",
+		kprom.Subsystem("kgo"),
+		kprom.Registerer(c.reg),
+		kprom.WithStaticLabel(prometheus.Labels{"group": c.group}),
+	)
+}
+
+// ClientHooks returns a kgo option that installs the Monitor's client
+// hooks: the duration of offset commits (kconsumer_commit_duration_seconds)
+// and, with a Registerer, franz-go's client metrics from plugin/kprom under
+// kconsumer_kgo_* (connections, bytes and errors by broker, fetch bytes by
+// topic, buffered records). Pass it to consumer.ClientOpts. The client
+// metrics are registered when the client is created, so the option serves
+// one client at a time.
+func (m *Monitor) ClientHooks() kgo.Opt {
+	hooks := []kgo.Hook{commitTimer{m.metrics.commitDuration}}
+	if m.kprom != nil {
+		hooks = append(hooks, m.kprom)
+	}
+	return kgo.WithHooks(hooks...)
+}
+
+// commitTimer observes the duration of OffsetCommit requests.
+type commitTimer struct {
+	h prometheus.Histogram
+}
+
+var _ kgo.HookBrokerE2E = commitTimer{}
+
+func (t commitTimer) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
+	if key == kmsg.OffsetCommit.Int16() && e2e.Err() == nil {
+		t.h.Observe(e2e.DurationE2E().Seconds())
+	}
+}
