@@ -126,7 +126,7 @@ func (b *breaker) succeeded(probe bool) {
 // breaker again, whatever the error.
 func (b *breaker) failed(probe, final bool) (deadLetter bool) {
 	if b.cfg.off {
-		return true
+		return final
 	}
 	b.mu.Lock()
 	var t transition

@@ -34,8 +34,8 @@ var ErrBreakerOpen = errors.New("dlq: circuit breaker open")
 // so that the Consumer stores the source offset. A failed write is retried
 // the same way, without calling the handler again.
 //
-// One Router serves one Consumer: it keeps the state of the record each
-// partition is failing on.
+// One Router serves one Consumer: it keeps the state of the records that
+// are failing, one per partition or, with consumer.KeyOrder, one per key.
 type Router struct {
 	cfg     routerCfg
 	cl      *kgo.Client
@@ -43,7 +43,7 @@ type Router struct {
 	breaker *breaker
 
 	mu      sync.Mutex
-	failing map[partition]*failure
+	failing map[recordID]*failure
 	nfail   atomic.Int64  // len(failing), read without mu on the success path
 	writing int           // dead-letter writes in progress
 	idle    chan struct{} // closed when writing drops to 0
@@ -52,17 +52,26 @@ type Router struct {
 	writeFailures atomic.Int64
 }
 
-type partition struct {
-	topic string
-	p     int32
+type recordID struct {
+	topic  string
+	p      int32
+	offset int64
 }
 
-// failure is what the Router knows of the record a partition is failing on.
+// failure is what the Router knows of a record that is failing.
 type failure struct {
-	offset   int64
 	attempts int
 	letter   *kgo.Record // the dead letter once decided, until acknowledged
+	last     time.Time   // the last attempt
 }
+
+// Records whose partition was revoked while they were failing are never
+// offered again; their state is dropped once that many are kept and they
+// have not been tried for staleAfter.
+const (
+	pruneAbove = 1024
+	staleAfter = time.Hour
+)
 
 // Stats is a snapshot of a Router's counters, for metrics.
 type Stats struct {
@@ -85,7 +94,7 @@ func New(opts ...RouterOpt) (*Router, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	r := &Router{cfg: cfg, cl: cfg.client, failing: make(map[partition]*failure)}
+	r := &Router{cfg: cfg, cl: cfg.client, failing: make(map[recordID]*failure)}
 	if r.cl == nil {
 		var kopts []kgo.Opt
 		if len(cfg.brokers) > 0 {
@@ -270,17 +279,30 @@ func header(r *kgo.Record, key string) string {
 	return ""
 }
 
-// failure returns the state of rec's partition for rec, resetting it when
-// the partition moved on to another record; r.mu is held.
+// failure returns the state of rec, creating it on its first failure;
+// r.mu is held.
 func (r *Router) failure(rec *kgo.Record) *failure {
-	k := partition{rec.Topic, rec.Partition}
+	k := recordID{rec.Topic, rec.Partition, rec.Offset}
 	f := r.failing[k]
-	if f == nil || f.offset != rec.Offset {
-		f = &failure{offset: rec.Offset}
+	if f == nil {
+		if len(r.failing) >= pruneAbove {
+			r.prune()
+		}
+		f = &failure{}
 		r.failing[k] = f
 		r.nfail.Store(int64(len(r.failing)))
 	}
+	f.last = time.Now()
 	return f
+}
+
+// prune drops the state of records not tried for staleAfter; r.mu is held.
+func (r *Router) prune() {
+	for k, f := range r.failing {
+		if time.Since(f.last) > staleAfter {
+			delete(r.failing, k)
+		}
+	}
 }
 
 func (r *Router) pendingLetter(rec *kgo.Record) *kgo.Record {
@@ -289,7 +311,7 @@ func (r *Router) pendingLetter(rec *kgo.Record) *kgo.Record {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if f := r.failing[partition{rec.Topic, rec.Partition}]; f != nil && f.offset == rec.Offset {
+	if f := r.failing[recordID{rec.Topic, rec.Partition, rec.Offset}]; f != nil {
 		return f.letter
 	}
 	return nil
@@ -310,18 +332,15 @@ func (r *Router) setLetter(rec *kgo.Record, l *kgo.Record) {
 	r.failure(rec).letter = l
 }
 
-// forget drops the state of rec's partition once rec is done.
+// forget drops the state of rec once it is done.
 func (r *Router) forget(rec *kgo.Record) {
 	if r.nfail.Load() == 0 {
 		return
 	}
-	k := partition{rec.Topic, rec.Partition}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if f := r.failing[k]; f != nil && f.offset == rec.Offset {
-		delete(r.failing, k)
-		r.nfail.Store(int64(len(r.failing)))
-	}
+	delete(r.failing, recordID{rec.Topic, rec.Partition, rec.Offset})
+	r.nfail.Store(int64(len(r.failing)))
 }
 
 // call calls h and turns a panic into a *consumer.PanicError, so that a
