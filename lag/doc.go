@@ -1,4 +1,81 @@
 // Package lag measures per-partition consumer lag in records and seconds,
 // rates each partition's health over a sliding window, and exposes both as
 // Prometheus metrics and /healthz and /readyz handlers.
+//
+// A Monitor observes a Consumer from the inside, so it knows what outside
+// lag exporters can only estimate: the timestamp of every record it holds.
+// Lag in seconds is the age of the oldest record received and not yet
+// handled, 0 when none waits, never NaN; lag in records is the high
+// watermark, taken from fetch responses, minus the committed offset.
+//
+//	reg := prometheus.NewRegistry()
+//	monitor, err := lag.NewMonitor(
+//		lag.Group("usage"),
+//		lag.Registerer(reg),
+//		lag.WithReadiness(strategy), // a recovery strategy: ready once caught up
+//		lag.WithDeadLetters(router), // a *dlq.Router
+//	)
+//	if err != nil {
+//		return err
+//	}
+//	c, err := consumer.New(handler,
+//		consumer.Topics("sensor-data"),
+//		consumer.Group("usage"),
+//		consumer.WithStrategy(strategy),
+//		consumer.Use(router.Middleware()),
+//		consumer.WithObserver(monitor),
+//		consumer.ClientOpts(monitor.ClientHooks()),
+//	)
+//	if err != nil {
+//		return err
+//	}
+//	go monitor.ListenAndServe(ctx, ":9090", reg) // /metrics, /healthz, /readyz
+//	err = c.Run(ctx)
+//	monitor.Stopped(err)
+//
+// Each partition gets a Status in the spirit of Burrow: OK, WARN (lag
+// growing), REWIND (offset went back), ERR (fetch or commit failing), STALL
+// (active but stuck on a record) or STOP (nothing moves while records
+// wait); the group takes its worst partition's. docs/LAG.md gives the rules
+// and where they differ from Burrow's.
+//
+// Metrics, each with a constant group label. Lag, with kafka-lag-exporter's
+// names and labels so that its dashboards and alerts work:
+//
+//	kafka_consumergroup_group_offset{topic, partition}
+//	kafka_consumergroup_group_lag{topic, partition}
+//	kafka_consumergroup_group_lag_seconds{topic, partition}
+//	kafka_consumergroup_group_max_lag
+//	kafka_consumergroup_group_max_lag_seconds
+//	kafka_consumergroup_group_sum_lag
+//
+// Partitions and status:
+//
+//	kconsumer_partition_high_watermark{topic, partition}
+//	kconsumer_partition_log_start_offset{topic, partition}
+//	kconsumer_partition_processed_offset{topic, partition}
+//	kconsumer_partition_held_records{topic, partition}
+//	kconsumer_partition_status{topic, partition}   0 OK … 5 STOP
+//	kconsumer_group_status
+//	kconsumer_assigned_partitions
+//	kconsumer_paused_partitions
+//	kconsumer_healthy, kconsumer_ready, kconsumer_recovery_ready
+//
+// Handling and committing:
+//
+//	kconsumer_records_handled_total{topic}
+//	kconsumer_handler_errors_total{topic, class}   poison, retriable, unclassified
+//	kconsumer_handler_retries_total{topic}
+//	kconsumer_handler_duration_seconds{topic}      histogram
+//	kconsumer_rebalances_total{event}              assigned, revoked, lost
+//	kconsumer_commits_total
+//	kconsumer_commit_failures_total
+//	kconsumer_commit_duration_seconds              histogram, with ClientHooks
+//	kconsumer_dlq_records_total                    with WithDeadLetters
+//	kconsumer_dlq_write_failures_total
+//	kconsumer_dlq_breaker_state                    0 closed, 1 open, 2 half-open
+//	kconsumer_dlq_breaker_opens_total
+//
+// With ClientHooks and a Registerer, franz-go's client metrics from
+// plugin/kprom are registered too, as kconsumer_kgo_*.
 package lag

@@ -1,13 +1,9 @@
 package lag_test
 
 import (
-	"context"
-	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,9 +33,8 @@ func newClock(at time.Time) *clock {
 	return c
 }
 
-func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Add(d time.Duration)     { c.ns.Add(int64(d)) }
-func (c *clock) Since(t time.Time) int64 { return c.ns.Load() - t.UnixNano() }
+func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newMonitor(t testing.TB, opts ...lag.Opt) *lag.Monitor {
 	t.Helper()
@@ -73,49 +68,16 @@ func fetched(partition int32, hwm, from, to int64, ts func(int64) time.Time) kgo
 	return fp
 }
 
-// consumerOpts are the options of every test consumer: fast group timings,
-// quick retries and commits, quiet logs, and the monitor as observer.
+// consumerOpts are the options of every test consumer: the cluster's test
+// defaults, the group, quick commits, and the monitor as observer and client
+// hooks.
 func consumerOpts(c *kafkatest.Cluster, m *lag.Monitor, extra ...consumer.Opt) []consumer.Opt {
-	opts := []consumer.Opt{
-		consumer.SeedBrokers(c.Addrs...),
-		consumer.Topics(topic),
+	return c.ConsumerOpts(topic, append([]consumer.Opt{
 		consumer.Group(group),
-		consumer.WithLogger(slog.New(slog.DiscardHandler)),
-		consumer.ClientOpts(
-			kgo.HeartbeatInterval(50*time.Millisecond),
-			kgo.SessionTimeout(3*time.Second),
-			kgo.FetchMaxWait(50*time.Millisecond),
-			m.ClientHooks(),
-		),
-		consumer.RetryBackoff(time.Millisecond, 10*time.Millisecond),
 		consumer.CommitInterval(100 * time.Millisecond),
+		consumer.ClientOpts(m.ClientHooks()),
 		consumer.WithObserver(m),
-	}
-	return append(opts, extra...)
-}
-
-// running starts c.Run in the background and returns a stop function that
-// cancels it and returns Run's error.
-func running(t *testing.T, c *consumer.Consumer) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-errc:
-			case <-time.After(30 * time.Second):
-				err = errors.New("Run did not return within 30s of cancel")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
+	}, extra...)...)
 }
 
 // produceStamped writes n records spread over the topic's partitions by key,

@@ -95,12 +95,19 @@ type part struct {
 	held      fifo  // records received and not yet handled
 	window    window
 
-	// Times, in Unix nanoseconds of the Monitor's clock.
+	// Times, in Unix nanoseconds of the Monitor's clock. Handled reads no
+	// clock, as a clock read costs as much as the rest of it: evaluate
+	// dates handler calls and progress when it first sees them counted, so
+	// STALL and STOP come at most one evaluation late, never early.
 	heldSince    int64 // held became non-empty
 	lastReturn   int64 // a handler call returned
 	lastCommit   int64 // a commit of the partition was accepted
 	lastProgress int64 // processed or committed changed
 	lastSample   int64 // without a group, the last sample taken at a poll
+
+	moves     uint64 // times Handled changed processed
+	seenCalls uint64 // counts.n at the last evaluation
+	seenMoves uint64 // moves at the last evaluation
 
 	fetchErr  error
 	commitErr error
@@ -208,7 +215,6 @@ func (m *Monitor) Polled(fp kgo.FetchTopicPartition) {
 // Handled implements consumer.Observer: it counts the call and, when it
 // succeeded, moves the partition's processed offset past the record.
 func (m *Monitor) Handled(r *kgo.Record, took time.Duration, err error) {
-	now := m.cfg.now().UnixNano()
 	class := dlq.Unclassified
 	if err != nil {
 		class = dlq.ClassOf(err)
@@ -223,7 +229,6 @@ func (m *Monitor) Handled(r *kgo.Record, took time.Duration, err error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.lastReturn = now
 	retry := p.failing && p.failingAt == r.Offset
 	p.counts.record(took, err != nil, class, retry)
 	if err != nil {
@@ -233,7 +238,8 @@ func (m *Monitor) Handled(r *kgo.Record, took time.Duration, err error) {
 	p.failing = false
 	p.held.popThrough(r.Offset)
 	if next := r.Offset + 1; next != p.processed {
-		p.processed, p.lastProgress = next, now
+		p.processed = next
+		p.moves++
 	}
 }
 

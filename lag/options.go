@@ -133,6 +133,10 @@ func Window(n int) Opt {
 // commits still accepted, its status is then STALL; with neither, STOP, and
 // /healthz fails. The default is 1 minute. Keep it above the slowest
 // handler call you expect.
+//
+// To keep the clock off the per-record path, a handler call is dated when
+// an evaluation (a scrape, a probe, Snapshot) first sees it, so STALL and
+// STOP come at most one evaluation interval late, and never early.
 func StuckAfter(d time.Duration) Opt {
 	return opt(func(c *cfg) { c.stuck = d })
 }

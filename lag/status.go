@@ -85,8 +85,16 @@ func (w *window) ordered() []sample {
 }
 
 // evaluate applies the status rules to the partition at now, most severe
-// first, and says why when the status is not OK. The caller holds p.mu.
+// first, and says why when the status is not OK. It first dates the handler
+// calls and progress counted since the last evaluation. The caller holds
+// p.mu.
 func (p *part) evaluate(now int64, c *cfg) (Status, string) {
+	if p.counts.n != p.seenCalls {
+		p.seenCalls, p.lastReturn = p.counts.n, now
+	}
+	if p.moves != p.seenMoves {
+		p.seenMoves, p.lastProgress = p.moves, now
+	}
 	stuck := int64(c.stuck)
 	if n := p.held.len(); n > 0 {
 		if since := max(p.heldSince, p.lastReturn, p.lastCommit); now-since >= stuck {

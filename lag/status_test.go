@@ -233,11 +233,14 @@ func TestGroupStatusIsTheWorstPartition(t *testing.T) {
 			m.Handled(&kgo.Record{Topic: topic, Partition: p, Offset: o}, time.Millisecond, nil)
 		}
 	}
+	// A probe evaluates after every step, as /healthz polled would.
 	handle(0, 0, 10)                                                   // caught up
 	handle(1, 0, 5)                                                    // working
 	m.Committed(map[string]map[int32]int64{topic: {0: 10, 1: 5}}, nil) // 2 never handles
+	m.Snapshot()
 	clk.Add(stuck / 2)
 	m.Handled(&kgo.Record{Topic: topic, Partition: 1, Offset: 5}, time.Millisecond, errors.New("sink down"))
+	m.Snapshot()
 	clk.Add(stuck / 2)
 	s := m.Snapshot()
 	want := []lag.Status{lag.StatusOK, lag.StatusStall, lag.StatusStop}
