@@ -12,12 +12,13 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
 	"github.com/kconsumer/kconsumer/serde"
 )
 
 func TestRoundTripTelemetry(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	codec := newAvro[telemetry](t, newRegistry(t, fake.URL()), telemetrySchema)
 
 	want := sample(7)
@@ -54,7 +55,7 @@ func TestRoundTripTelemetry(t *testing.T) {
 // v3 drops the optional field) and reads it with the v2 and the v1 types.
 func TestEvolutionOneStream(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	reg := newRegistry(t, fake.URL())
 	w1 := newAvro[telemetry](t, reg, telemetrySchema)
 	w2 := newAvro[telemetry2](t, reg, telemetryV2)
@@ -119,7 +120,7 @@ func TestEvolutionOneStream(t *testing.T) {
 
 func TestIncompatibleNamesBothIDs(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	reg := newRegistry(t, fake.URL())
 
 	// A producer that turned sensor_id into a number.
@@ -182,7 +183,7 @@ func TestNewAvroChecksType(t *testing.T) {
 
 func TestSubjectStrategies(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	reg := newRegistry(t, fake.URL())
 	for _, tc := range []struct {
 		opts    []serde.AvroOpt
@@ -210,7 +211,7 @@ func TestSubjectStrategies(t *testing.T) {
 
 func TestAutoRegisterOff(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	codec := newAvro[telemetry](t, newRegistry(t, fake.URL()), telemetrySchema, serde.AutoRegister(false))
 
 	_, err := codec.Encode(ctx, topic, sample(1))
@@ -237,7 +238,7 @@ func TestAutoRegisterOff(t *testing.T) {
 // another subject through a schema reference.
 func TestReferences(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	odo := `{"type": "record", "name": "Odometry", "namespace": "kconsumer.telemetry", "fields": [
 		{"name": "hours_tot", "type": "double"}, {"name": "km_tot", "type": "double"}]}`
 	if _, _, err := fake.RegisterSchema("odometry", sr.Schema{Schema: odo}); err != nil {

@@ -20,7 +20,7 @@ import (
 
 func TestHandleLocatesErrors(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	reg := newRegistry(t, fake.URL())
 	values := newAvro[telemetry](t, reg, telemetrySchema)
 	keys := newAvro[string](t, reg, `"string"`, serde.ForKey())
@@ -137,7 +137,7 @@ func TestJSON(t *testing.T) {
 // starts, so the first decodes fail retriably until it comes back.
 func TestConsumerEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	cluster := kafkatest.NewCluster(t, 2, topic)
 
 	producerReg := newRegistry(t, fake.URL())
@@ -170,7 +170,7 @@ func TestConsumerEndToEnd(t *testing.T) {
 	cluster.Produce(t, recs...)
 
 	// The registry is down: the consumer's schema lookups fail.
-	fake.setFault(status(http.StatusServiceUnavailable, 0))
+	fake.SetFault(kafkatest.Status(http.StatusServiceUnavailable, 0))
 
 	var mu sync.Mutex
 	got := map[int64]telemetry2{} // by timestamp
@@ -235,7 +235,7 @@ func TestConsumerEndToEnd(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no retriable error while the registry was down")
 	}
-	fake.setFault(nil)
+	fake.SetFault(nil)
 
 	kafkatest.WaitFor(t, 30*time.Second, "every record handled", func() bool {
 		mu.Lock()
@@ -258,7 +258,7 @@ func TestConsumerEndToEnd(t *testing.T) {
 	if bad := recs[n]; p == nil || p.Topic != topic || p.Partition != bad.Partition || p.Offset != bad.Offset || !errors.Is(p, serde.ErrBadMagic) {
 		t.Errorf("poison record reported as %v", p)
 	}
-	if fake.byID.Load() == 0 {
+	if fake.ByIDRequests() == 0 {
 		t.Error("no schema was looked up by ID")
 	}
 }

@@ -2,12 +2,9 @@ package serde_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/sr"
@@ -96,53 +93,6 @@ func withFields(s string, fields ...string) string {
 		panic(err)
 	}
 	return string(b)
-}
-
-// fakeRegistry is srfake served over httptest. It counts the schema-by-ID
-// requests that reach it, and answers every request with fault while one
-// is set.
-type fakeRegistry struct {
-	*srfake.Registry
-	byID  atomic.Int64
-	fault atomic.Pointer[srfake.Interceptor]
-}
-
-func newFakeRegistry(t testing.TB, opts ...srfake.Option) *fakeRegistry {
-	t.Helper()
-	f := &fakeRegistry{Registry: srfake.New(opts...)}
-	f.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
-		if strings.HasPrefix(r.URL.Path, "/schemas/ids/") {
-			f.byID.Add(1)
-		}
-		if fault := f.fault.Load(); fault != nil {
-			return (*fault)(w, r)
-		}
-		return false
-	})
-	t.Cleanup(f.Close)
-	return f
-}
-
-// setFault makes the registry answer with fault until cleared with nil.
-func (f *fakeRegistry) setFault(fault srfake.Interceptor) {
-	if fault == nil {
-		f.fault.Store(nil)
-		return
-	}
-	f.fault.Store(&fault)
-}
-
-// status returns a fault answering every request with an HTTP status and
-// a registry error code.
-func status(code, errorCode int) srfake.Interceptor {
-	return func(w http.ResponseWriter, _ *http.Request) bool {
-		w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
-		w.WriteHeader(code)
-		if errorCode != 0 {
-			_, _ = fmt.Fprintf(w, `{"error_code": %d, "message": "injected"}`, errorCode)
-		}
-		return true
-	}
 }
 
 func newRegistry(t testing.TB, url string, opts ...serde.RegistryOpt) *serde.Registry {

@@ -22,11 +22,12 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
 	"github.com/kconsumer/kconsumer/serde"
 )
 
 // encoded returns sample(i) in the wire format, registered in fake.
-func encoded(t *testing.T, fake *fakeRegistry, i int) []byte {
+func encoded(t *testing.T, fake *kafkatest.Registry, i int) []byte {
 	t.Helper()
 	codec := newAvro[telemetry](t, newRegistry(t, fake.URL()), telemetrySchema)
 	b, err := codec.Encode(context.Background(), topic, sample(i))
@@ -67,7 +68,7 @@ func checkClass(t *testing.T, err error, c dlq.Class, want error, id int) {
 
 func TestPoison(t *testing.T) {
 	ctx := context.Background()
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	good := encoded(t, fake, 3)
 	id := int(good[4])
 	jsonID, _, err := fake.RegisterSchema("other", sr.Schema{Schema: `{"type": "object"}`, Type: sr.TypeJSON})
@@ -107,11 +108,11 @@ func TestRegistryFailuresAreRetriable(t *testing.T) {
 		name  string
 		fault srfake.Interceptor
 	}{
-		{"500", status(http.StatusInternalServerError, sr.ErrStoreError.Code)},
-		{"503 without body", status(http.StatusServiceUnavailable, 0)},
-		{"429", status(http.StatusTooManyRequests, 0)},
-		{"401", status(http.StatusUnauthorized, 0)},
-		{"404 without registry error code", status(http.StatusNotFound, 0)},
+		{"500", kafkatest.Status(http.StatusInternalServerError, sr.ErrStoreError.Code)},
+		{"503 without body", kafkatest.Status(http.StatusServiceUnavailable, 0)},
+		{"429", kafkatest.Status(http.StatusTooManyRequests, 0)},
+		{"401", kafkatest.Status(http.StatusUnauthorized, 0)},
+		{"404 without registry error code", kafkatest.Status(http.StatusNotFound, 0)},
 		{"connection dropped", func(w http.ResponseWriter, _ *http.Request) bool {
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
@@ -121,16 +122,16 @@ func TestRegistryFailuresAreRetriable(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := newFakeRegistry(t)
+			fake := kafkatest.NewRegistry(t)
 			b := encoded(t, fake, 1)
 			codec := newAvro[telemetry](t, newRegistry(t, fake.URL()), telemetrySchema)
 
-			fake.setFault(tc.fault)
+			fake.SetFault(tc.fault)
 			var v telemetry
 			err := codec.Decode(ctx, topic, b, &v)
 			checkClass(t, err, dlq.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
 
-			fake.setFault(nil) // the registry is back: the failure was not cached
+			fake.SetFault(nil) // the registry is back: the failure was not cached
 			if err := codec.Decode(ctx, topic, b, &v); err != nil {
 				t.Fatalf("after recovery: %v", err)
 			}
@@ -142,11 +143,11 @@ func TestRegistryFailuresAreRetriable(t *testing.T) {
 }
 
 func TestRegistryTimeoutIsRetriable(t *testing.T) {
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	b := encoded(t, fake, 1)
 	codec := newAvro[telemetry](t, newRegistry(t, fake.URL(), serde.LookupTimeout(50*time.Millisecond)), telemetrySchema)
 
-	fake.setFault(func(_ http.ResponseWriter, r *http.Request) bool {
+	fake.SetFault(func(_ http.ResponseWriter, r *http.Request) bool {
 		<-r.Context().Done() // never answers; the client gives up
 		return true
 	})
@@ -157,7 +158,7 @@ func TestRegistryTimeoutIsRetriable(t *testing.T) {
 		t.Errorf("error does not wrap the deadline: %v", err)
 	}
 
-	fake.setFault(nil)
+	fake.SetFault(nil)
 	if err := codec.Decode(context.Background(), topic, b, &v); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
@@ -166,11 +167,11 @@ func TestRegistryTimeoutIsRetriable(t *testing.T) {
 // TestCallerContextEndsWait checks that a decode waiting on a slow lookup
 // returns when its own context ends, retriable.
 func TestCallerContextEndsWait(t *testing.T) {
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	b := encoded(t, fake, 1)
 	codec := newAvro[telemetry](t, newRegistry(t, fake.URL()), telemetrySchema)
 	release := make(chan struct{})
-	fake.setFault(func(_ http.ResponseWriter, r *http.Request) bool {
+	fake.SetFault(func(_ http.ResponseWriter, r *http.Request) bool {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -237,14 +238,14 @@ func TestRegistryDownAndBack(t *testing.T) {
 // looked up yet and holds the registry's answer until all have started.
 func TestConcurrentMissOneRequest(t *testing.T) {
 	const n = 1000
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	b := encoded(t, fake, 5)
 	codec := newAvro[telemetry](t, newRegistry(t, fake.URL()), telemetrySchema)
-	before := fake.byID.Load()
+	before := fake.ByIDRequests()
 
 	var started atomic.Int64
 	allStarted := make(chan struct{})
-	fake.setFault(func(_ http.ResponseWriter, r *http.Request) bool {
+	fake.SetFault(func(_ http.ResponseWriter, r *http.Request) bool {
 		select {
 		case <-allStarted:
 		case <-r.Context().Done():
@@ -272,7 +273,7 @@ func TestConcurrentMissOneRequest(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if got := fake.byID.Load() - before; got != 1 {
+	if got := fake.ByIDRequests() - before; got != 1 {
 		t.Fatalf("%d decodes made %d schema requests, want 1", n, got)
 	}
 }
@@ -289,7 +290,7 @@ func TestAuth(t *testing.T) {
 		{"basic", basic, serde.BasicAuth("user", "secret")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := newFakeRegistry(t, srfake.WithAuth(tc.expected))
+			fake := kafkatest.NewRegistry(t, srfake.WithAuth(tc.expected))
 			codec := newAvro[telemetry](t, newRegistry(t, fake.URL(), tc.opt), telemetrySchema)
 			b, err := codec.Encode(ctx, topic, sample(1))
 			if err != nil {
@@ -334,7 +335,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestNewRegistryURLs(t *testing.T) {
-	fake := newFakeRegistry(t)
+	fake := kafkatest.NewRegistry(t)
 	// The first URL refuses connections; the client moves on to the next.
 	reg := newRegistry(t, "http://127.0.0.1:1, "+fake.URL())
 	b := encoded(t, fake, 1)
