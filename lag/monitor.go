@@ -91,7 +91,7 @@ type part struct {
 	logStart  int64 // log start offset of the last fetch; -1 before one
 	committed int64 // the last offset the broker accepted; -1 before one
 	start     int64 // the first offset read, taken as committed before a commit; -1 before
-	processed int64 // the offset after the last handled record; -1 before a fetch
+	processed int64 // the next offset to handle; -1 before a fetch
 	held      fifo  // records received and not yet handled
 	window    window
 
@@ -112,8 +112,6 @@ type part struct {
 	fetchErr  error
 	commitErr error
 	paused    bool
-	failing   bool  // the last handler call failed
-	failingAt int64 // on this offset
 	counts    counts
 }
 
@@ -229,15 +227,15 @@ func (m *Monitor) Handled(r *kgo.Record, took time.Duration, err error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	retry := p.failing && p.failingAt == r.Offset
+	retry, next := p.held.settle(r.Offset, err == nil)
 	p.counts.record(took, err != nil, class, retry)
 	if err != nil {
-		p.failing, p.failingAt = true, r.Offset
 		return
 	}
-	p.failing = false
-	p.held.popThrough(r.Offset)
-	if next := r.Offset + 1; next != p.processed {
+	if next < 0 {
+		next = r.Offset + 1 // a record handed over again after a rewind
+	}
+	if next != p.processed {
 		p.processed = next
 		p.moves++
 	}
@@ -372,9 +370,11 @@ type PartitionLag struct {
 	// Committed is the last offset the broker accepted for the group (the
 	// next offset to read), -1 before the first commit.
 	Committed int64
-	// Processed is the offset after the last handled record, or the end
-	// of the partition when everything fetched was handled; -1 until a
-	// fetch.
+	// Processed is the next offset to handle: that of the oldest record
+	// received and not handled, the offset after the last handled record,
+	// or the end of the partition when a fetch found nothing more. With
+	// consumer.KeyOrder and Unordered, records after it may be handled
+	// already. -1 until a fetch.
 	Processed int64
 	// Offset is where Lag counts from: Committed, or before the first
 	// commit the offset the consumer started reading at; Processed for a
@@ -486,17 +486,24 @@ func (m *Monitor) Ready() error {
 }
 
 // fifo holds the offsets and timestamps of records received and not yet
-// handled, oldest first. It is bounded by the Consumer's in-flight limits.
+// handled, in offset order. Records finish in offset order with
+// consumer.PartitionOrder, in any order with KeyOrder and Unordered: a
+// finished record stays until every record before it finished. It is
+// bounded by the Consumer's in-flight limits.
 type fifo struct {
 	buf  []heldRecord
 	head int
+	open int // records not finished
 }
 
 type heldRecord struct {
 	offset, ts int64
+	done       bool // handled
+	failed     bool // its last handler call failed
 }
 
-func (q *fifo) len() int { return len(q.buf) - q.head }
+// len returns how many records are held and not handled.
+func (q *fifo) len() int { return q.open }
 
 // push appends a record unless it is not after the last one held, which
 // happens only when a fetch repeats what was already handed over.
@@ -506,22 +513,58 @@ func (q *fifo) push(offset, ts int64) {
 	}
 	if q.head > 0 && len(q.buf) == cap(q.buf) {
 		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
 		q.buf, q.head = q.buf[:n], 0
 	}
-	q.buf = append(q.buf, heldRecord{offset, ts})
+	q.buf = append(q.buf, heldRecord{offset: offset, ts: ts})
+	q.open++
 }
 
-// popThrough drops the records up to and including offset.
-func (q *fifo) popThrough(offset int64) {
-	for q.head < len(q.buf) && q.buf[q.head].offset <= offset {
+// settle records the outcome of a handler call for the record at offset.
+// It reports whether the call retried a record whose last call failed, and
+// returns the next offset to handle: that of the oldest record not handled,
+// or the offset after the last one when all are; -1 if offset is not held.
+func (q *fifo) settle(offset int64, ok bool) (retry bool, next int64) {
+	i := q.find(offset)
+	if i < 0 {
+		return false, -1
+	}
+	h := &q.buf[i]
+	retry = h.failed
+	if !ok {
+		h.failed = true
+		return retry, q.buf[q.head].offset
+	}
+	h.done = true
+	q.open--
+	next = q.buf[q.head].offset
+	for q.head < len(q.buf) && q.buf[q.head].done {
+		next = q.buf[q.head].offset + 1
 		q.head++
 	}
-	if q.head == len(q.buf) {
+	if q.head < len(q.buf) {
+		next = q.buf[q.head].offset
+	} else {
 		q.buf, q.head = q.buf[:0], 0
 	}
+	return retry, next
 }
 
-// oldest returns the timestamp of the oldest record held.
+// find returns the index of the record at offset, or -1.
+func (q *fifo) find(offset int64) int {
+	if q.head < len(q.buf) && q.buf[q.head].offset == offset {
+		return q.head
+	}
+	i, ok := slices.BinarySearchFunc(q.buf[q.head:], offset, func(h heldRecord, o int64) int {
+		return cmp.Compare(h.offset, o)
+	})
+	if !ok || q.buf[q.head+i].done {
+		return -1
+	}
+	return q.head + i
+}
+
+// oldest returns the timestamp of the oldest record not handled.
 func (q *fifo) oldest() (int64, bool) {
 	if q.head == len(q.buf) {
 		return 0, false

@@ -389,3 +389,38 @@ func TestStatusNames(t *testing.T) {
 		t.Fatalf("statuses by severity: %v", got)
 	}
 }
+
+func TestLagWithRecordsFinishingOutOfOrder(t *testing.T) {
+	clk := newClock(base.Add(time.Hour))
+	m := newMonitor(t, lag.Group(group), lag.Clock(clk.Now))
+	m.Rebalanced(consumer.Assigned, map[string][]int32{topic: {0}})
+	ts := func(o int64) time.Time { return base.Add(time.Duration(o) * time.Second) }
+	m.Polled(fetched(0, 10, 0, 10, ts))
+	call := func(o int64, err error) {
+		m.Handled(&kgo.Record{Topic: topic, Partition: 0, Offset: o}, time.Millisecond, err)
+	}
+	check := func(processed int64, held int, age time.Duration) {
+		t.Helper()
+		p, _ := partitionOf(m, topic, 0)
+		if p.Processed != processed || p.Held != held || p.LagTime != age {
+			t.Fatalf("processed %d, held %d, lag %v; want %d, %d, %v", p.Processed, p.Held, p.LagTime, processed, held, age)
+		}
+	}
+	// Keys finish out of offset order, as with consumer.KeyOrder.
+	call(1, nil)
+	call(3, nil)
+	check(0, 8, time.Hour)
+	call(0, nil)
+	check(2, 7, time.Hour-2*time.Second)
+	call(2, errors.New("sink down"))
+	call(2, nil) // a retry
+	check(4, 6, time.Hour-4*time.Second)
+	for _, o := range []int64{9, 8, 7, 6, 5} {
+		call(o, nil)
+	}
+	check(4, 1, time.Hour-4*time.Second)
+	call(4, nil)
+	check(10, 0, 0)
+	call(4, nil) // handed over again after a rewind: not held, moves processed back
+	check(5, 0, 0)
+}
