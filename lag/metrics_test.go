@@ -228,6 +228,9 @@ func TestMonitorsOfSeveralGroupsShareARegistry(t *testing.T) {
 	if _, err := lag.NewMonitor(lag.Group("usage"), lag.Registerer(reg)); err == nil {
 		t.Fatal("a second Monitor of the same group registered without error")
 	}
+	first := newMonitor(t, lag.Group("replay"), lag.Registerer(reg))
+	first.Unregister()
+	newMonitor(t, lag.Group("replay"), lag.Registerer(reg))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +243,7 @@ func TestMonitorsOfSeveralGroupsShareARegistry(t *testing.T) {
 			}
 		}
 	}
-	if !groups["usage"] || !groups["current"] {
-		t.Fatalf("max lag series by group: %v, want usage and current", groups)
+	if len(groups) != 3 || !groups["usage"] || !groups["current"] || !groups["replay"] {
+		t.Fatalf("max lag series by group: %v, want usage, current and replay", groups)
 	}
 }

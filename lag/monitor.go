@@ -83,6 +83,15 @@ func NewMonitor(opts ...Opt) (*Monitor, error) {
 	return m, nil
 }
 
+// Unregister removes the Monitor's metrics from its Registerer, so that the
+// Monitor of a later Consumer of the same group can register. The client
+// metrics of ClientHooks go when their client closes.
+func (m *Monitor) Unregister() {
+	if m.cfg.reg != nil {
+		m.cfg.reg.Unregister(m.metrics)
+	}
+}
+
 // part is what the Monitor knows of one partition.
 type part struct {
 	mu sync.Mutex
