@@ -302,6 +302,7 @@ type commitTimer struct {
 
 var _ kgo.HookBrokerE2E = commitTimer{}
 
+// OnBrokerE2E implements kgo.HookBrokerE2E.
 func (t commitTimer) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
 	if key == kmsg.OffsetCommit.Int16() && e2e.Err() == nil {
 		t.h.Observe(e2e.DurationE2E().Seconds())

@@ -25,6 +25,9 @@ import (
 	"github.com/kconsumer/kconsumer/lag"
 )
 
+// A dlq.Router is what WithDeadLetters takes in production.
+var _ lag.DeadLetters = (*dlq.Router)(nil)
+
 // deadLetters stands in for a dlq.Router's counters.
 type deadLetters struct{ n atomic.Int64 }
 
