@@ -3,6 +3,7 @@ package consumer
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -132,7 +133,11 @@ func (w *worker) handleSlot(s *slot) {
 	}
 	w.running++
 	w.tmu.Unlock()
-	ok := w.handle(s.r, nil)
+	var start time.Time
+	if w.c.cfg.observer != nil {
+		start = time.Now()
+	}
+	ok, _ := w.handle(s.r, nil, start)
 	w.tmu.Lock()
 	w.running--
 	n := 1 // an abandoned record is no longer in flight

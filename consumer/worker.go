@@ -128,7 +128,12 @@ func (w *worker) run() {
 	var (
 		batch []*kgo.Record
 		last  *kgo.Record // handled, its offset not stored yet
+		clock time.Time   // when the next handler call starts, with an observer
 	)
+	timed := w.c.cfg.observer != nil
+	if timed {
+		clock = time.Now()
+	}
 	defer func() {
 		w.store(last)
 		w.mu.Lock()
@@ -151,6 +156,9 @@ func (w *worker) run() {
 			last = nil
 			select {
 			case <-w.wake:
+				if timed {
+					clock = time.Now()
+				}
 				continue
 			case <-w.quit:
 				return
@@ -161,7 +169,8 @@ func (w *worker) run() {
 			if w.quitting.Load() {
 				return
 			}
-			if !w.handle(r, last) {
+			var ok bool
+			if ok, clock = w.handle(r, last, clock); !ok {
 				return
 			}
 			last = r
@@ -196,22 +205,22 @@ func (w *worker) store(r *kgo.Record) {
 // prev, if not nil, is the handled record before r whose offset is not yet
 // stored: it is stored before the first backoff, so that the records before
 // a failing one commit while it retries.
-func (w *worker) handle(r, prev *kgo.Record) bool {
+//
+// With an observer, start is when the first call starts and end when the
+// last one ended, so that back-to-back calls read the clock once each.
+func (w *worker) handle(r, prev *kgo.Record, start time.Time) (ok bool, end time.Time) {
 	obs := w.c.cfg.observer
 	for attempt := 1; ; attempt++ {
-		var start time.Time
-		if obs != nil {
-			start = time.Now()
-		}
 		err := safeHandle(w.ctx, w.c.handler, r)
 		if obs != nil {
-			obs.Handled(r, time.Since(start), err)
+			end = time.Now()
+			obs.Handled(r, end.Sub(start), err)
 		}
 		if err == nil {
-			return true
+			return true, end
 		}
 		if w.ctx.Err() != nil {
-			return false
+			return false, end
 		}
 		if attempt == 1 {
 			w.store(prev)
@@ -225,10 +234,13 @@ func (w *worker) handle(r, prev *kgo.Record) bool {
 		case <-t.C:
 		case <-w.quit:
 			t.Stop()
-			return false
+			return false, end
 		case <-w.ctx.Done():
 			t.Stop()
-			return false
+			return false, end
+		}
+		if obs != nil {
+			start = time.Now()
 		}
 	}
 }
