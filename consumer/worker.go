@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -226,7 +227,13 @@ func (w *worker) handle(r, prev *kgo.Record, start time.Time) (ok bool, end time
 			w.store(prev)
 		}
 		wait := backoff(w.c.cfg.retryMin, w.c.cfg.retryMax, attempt)
-		w.c.cfg.logger.Warn("handler failed; retrying the record",
+		// A record that keeps failing logs at attempts 1, 2, 4, 8, ... so
+		// that a long outage does not flood the log.
+		level := slog.LevelDebug
+		if attempt&(attempt-1) == 0 {
+			level = slog.LevelWarn
+		}
+		w.c.cfg.logger.Log(w.ctx, level, "handler failed; retrying the record",
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
 			"attempt", attempt, "backoff", wait, "err", err)
 		t := time.NewTimer(wait)
