@@ -310,7 +310,9 @@ func (r *report) markdown(svg string) string {
 	return b.String()
 }
 
-func mdEscape(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ") }
+func mdEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "|", `\|`), "\n", " ")
+}
 
 // count formats a rate with a metric suffix: 1.23M, 456k.
 func count(v float64) string {
@@ -349,7 +351,9 @@ func (r *report) chart() string {
 				rows = append(rows, s)
 			}
 		}
-		top := slices.MaxFunc(rows, func(a, b summary) int { return cmp.Compare(max(a.SteadyRate, a.TotalRate), max(b.SteadyRate, b.TotalRate)) })
+		top := slices.MaxFunc(rows, func(a, b summary) int {
+			return cmp.Compare(max(a.SteadyRate, a.TotalRate), max(b.SteadyRate, b.TotalRate))
+		})
 		scale := max(top.SteadyRate, top.TotalRate)
 		fmt.Fprintf(&body, `<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", left, y, html.EscapeString(r.topicTitle(topic)))
 		y += 12
