@@ -24,8 +24,8 @@ type env struct {
 	// slow is how long the handler of a memory case takes per record; a
 	// negative value blocks it until the run ends.
 	slow time.Duration
-	// maxInFlight and maxPerPartition, when positive, set the Consumer's
-	// in-flight limits in the memory cases.
+	// maxInFlight and maxPerPartition, when positive, set the in-flight
+	// limits of the kconsumer implementations.
 	maxInFlight, maxPerPartition int
 
 	// notes are figures an implementation reports, set before it returns.
@@ -145,8 +145,8 @@ func clientMain(args []string) error {
 	fs.StringVar(&e.topic, "topic", sizeTopic(100), "topic to read")
 	fs.StringVar(&e.group, "group", "bench", "consumer group, for implementations that use one")
 	fs.DurationVar(&e.slow, "slow", time.Millisecond, "handler time per record of kconsumer-slow (negative: block until stopped)")
-	fs.IntVar(&e.maxInFlight, "max-in-flight", 0, "consumer.MaxInFlight of kconsumer-slow (0: the default)")
-	fs.IntVar(&e.maxPerPartition, "max-per-partition", 0, "consumer.MaxInFlightPerPartition of kconsumer-slow (0: the default)")
+	fs.IntVar(&e.maxInFlight, "max-in-flight", 0, "consumer.MaxInFlight of the kconsumer implementations (0: the default)")
+	fs.IntVar(&e.maxPerPartition, "max-per-partition", 0, "consumer.MaxInFlightPerPartition of the kconsumer implementations (0: the default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

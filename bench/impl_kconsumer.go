@@ -17,6 +17,12 @@ import (
 // consume runs a Consumer with h and opts until ctx is done and notes its
 // buffer figures.
 func consume(ctx context.Context, e *env, h consumer.Handler, opts ...consumer.Opt) error {
+	if e.maxInFlight > 0 {
+		opts = append(opts, consumer.MaxInFlight(e.maxInFlight))
+	}
+	if e.maxPerPartition > 0 {
+		opts = append(opts, consumer.MaxInFlightPerPartition(e.maxPerPartition))
+	}
 	c, err := consumer.New(h, append([]consumer.Opt{
 		consumer.SeedBrokers(e.addr),
 		consumer.Topics(e.topic),
@@ -107,12 +113,5 @@ func runSlow(ctx context.Context, e *env) error {
 		e.tally.add(r.Partition)
 		return nil
 	})
-	opts := []consumer.Opt{consumer.Group(e.group), consumer.WithStrategy(recovery.NewStateless())}
-	if e.maxInFlight > 0 {
-		opts = append(opts, consumer.MaxInFlight(e.maxInFlight))
-	}
-	if e.maxPerPartition > 0 {
-		opts = append(opts, consumer.MaxInFlightPerPartition(e.maxPerPartition))
-	}
-	return consume(ctx, e, h, opts...)
+	return consume(ctx, e, h, consumer.Group(e.group), consumer.WithStrategy(recovery.NewStateless()))
 }
