@@ -163,6 +163,24 @@ func (o *Observer) Rebalanced(e consumer.Event, partitions map[string][]int32) {
 // Paused implements consumer.Observer.
 func (o *Observer) Paused(string, int32, bool) {}
 
+// Positions returns, for each partition the consumer owns, the offset
+// after the last record handled without error.
+func (o *Observer) Positions() map[string]map[int32]int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]map[int32]int64)
+	for k, p := range o.parts {
+		if p.next < 0 {
+			continue
+		}
+		if out[k.topic] == nil {
+			out[k.topic] = make(map[int32]int64)
+		}
+		out[k.topic][k.partition] = p.next
+	}
+	return out
+}
+
 // Healthy returns an error naming the partitions on which records have
 // waited without progress for longer than the stuck duration.
 func (o *Observer) Healthy() error {

@@ -13,8 +13,8 @@ import (
 
 // Topics of the platform.
 const (
-	Topic       = "sensor-data"      // telemetry, keyed by sensor id
-	AlertsTopic = "sensor-alerts"    // GPS positions outside the site, as JSON
+	Topic       = "sensor-data"     // telemetry, keyed by sensor id
+	AlertsTopic = "sensor-alerts"   // GPS positions outside the site, as JSON
 	DLQTopic    = "sensor-data.dlq" // dead letters of sensor-data
 )
 
