@@ -59,6 +59,7 @@
 //	kconsumer_group_status
 //	kconsumer_assigned_partitions
 //	kconsumer_paused_partitions
+//	kconsumer_in_flight_records, kconsumer_in_flight_records_peak, kconsumer_key_queue_max   with Watch
 //	kconsumer_healthy, kconsumer_ready, kconsumer_recovery_ready
 //
 // Handling and committing:

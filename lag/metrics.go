@@ -80,6 +80,7 @@ type metrics struct {
 	paused, assigned                  *prometheus.Desc
 	dlqRecords, dlqFailures           *prometheus.Desc
 	dlqBreaker, dlqOpens              *prometheus.Desc
+	inFlight, inFlightPeak, keyQueue  *prometheus.Desc
 
 	commitDuration prometheus.Histogram
 }
@@ -120,6 +121,9 @@ func newMetrics(m *Monitor) *metrics {
 		dlqFailures:   desc("kconsumer_dlq_write_failures_total", "Dead-letter writes that failed and are retried."),
 		dlqBreaker:    desc("kconsumer_dlq_breaker_state", "State of the dead-letter circuit breaker: 0 closed, 1 open, 2 half-open."),
 		dlqOpens:      desc("kconsumer_dlq_breaker_opens_total", "Times the dead-letter circuit breaker opened."),
+		inFlight:      desc("kconsumer_in_flight_records", "Records fetched and not yet handled, or handled beyond the first unfinished one, with Watch."),
+		inFlightPeak:  desc("kconsumer_in_flight_records_peak", "The most records in flight since the consumer started, with Watch."),
+		keyQueue:      desc("kconsumer_key_queue_max", "The most records one key had waiting, with KeyOrder and Watch."),
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:        "kconsumer_commit_duration_seconds",
 			Help:        "Duration of offset commit requests, from the client's hooks (ClientHooks).",
@@ -135,6 +139,7 @@ func (x *metrics) descs() []*prometheus.Desc {
 		x.hwm, x.logStart, x.processed, x.held, x.partStatus, x.groupStatus,
 		x.healthy, x.ready, x.handled, x.errors, x.retries, x.handler,
 		x.rebalances, x.commits, x.commitFails, x.paused, x.assigned,
+		x.inFlight, x.inFlightPeak, x.keyQueue,
 	}
 	if x.m.cfg.ready != nil {
 		ds = append(ds, x.recoveryReady)
@@ -225,6 +230,12 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(x.dlqFailures, float64(st.WriteFailures))
 		gauge(x.dlqBreaker, breakerValue(st.Breaker))
 		counter(x.dlqOpens, float64(st.BreakerOpens))
+	}
+	if src := m.stats.Load(); src != nil {
+		st := (*src).Stats()
+		gauge(x.inFlight, float64(st.InFlight))
+		gauge(x.inFlightPeak, float64(st.PeakInFlight))
+		gauge(x.keyQueue, float64(st.MaxKeyQueue))
 	}
 	x.commitDuration.Collect(ch)
 }

@@ -120,6 +120,7 @@ func TestScrapeParsesWithNamedSeries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.Watch(c)
 	stop := kafkatest.Run(t, c)
 	kafkatest.WaitFor(t, 20*time.Second, "everything handled and committed", func() bool {
 		s := m.Snapshot()
@@ -167,6 +168,9 @@ func TestScrapeParsesWithNamedSeries(t *testing.T) {
 		"kconsumer_dlq_records_total":               2,
 		"kconsumer_dlq_breaker_state":               1,
 		"kconsumer_dlq_breaker_opens_total":         1,
+		"kconsumer_in_flight_records":               0,
+		"kconsumer_in_flight_records_peak":          float64(c.Stats().PeakInFlight),
+		"kconsumer_key_queue_max":                   0,
 	} {
 		ms := series(mfs, name, map[string]string{"group": group})
 		if len(ms) != 1 || value(ms[0]) != want {

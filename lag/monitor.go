@@ -50,7 +50,17 @@ type Monitor struct {
 
 	metrics *metrics
 	kprom   *kprom.Metrics
+	stats   atomic.Pointer[StatsSource]
 }
+
+// StatsSource is what Watch reads; *consumer.Consumer is one.
+type StatsSource interface{ Stats() consumer.Stats }
+
+// Watch exports the buffers of s, typically the Consumer this Monitor
+// observes, as kconsumer_in_flight_records, kconsumer_in_flight_records_peak
+// and kconsumer_key_queue_max. It is a method rather than an option because
+// the Monitor is created before the Consumer it observes.
+func (m *Monitor) Watch(s StatsSource) { m.stats.Store(&s) }
 
 var _ consumer.Observer = (*Monitor)(nil)
 
