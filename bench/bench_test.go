@@ -155,7 +155,8 @@ func TestReportRatiosAndOutput(t *testing.T) {
 		t.Errorf("sarama: %d failed, %v records/s; want 1 and 0", s.Failed, s.SteadyRate)
 	}
 	md := r.markdown("chart.svg")
-	for _, want := range []string{"| kconsumer-stateless | 10k | 1.50 |", "| sarama | failed: join failed", "peaks at 20.0 MiB"} {
+	for _, want := range []string{"| kconsumer-stateless | 10k | 1.50 |", "| sarama | failed: join failed", "peaks at 20.0 MiB",
+		"kconsumer no-op ≥ 0.95 × raw franz-go: **missed** (first→last 0.75, start→last 1.50"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("the Markdown lacks %q:\n%s", want, md)
 		}

@@ -11,6 +11,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -122,6 +123,7 @@ type clientResult struct {
 	Mallocs    uint64           `json:"mallocs"`     // heap allocations, client start to the last record
 	AllocBytes uint64           `json:"alloc_bytes"`
 	GCs        uint32           `json:"gcs"`
+	CPUNs      int64            `json:"cpu_ns"`  // user plus system time, client start to the last record
 	HWMKiB     int64            `json:"hwm_kib"` // peak resident set, VmHWM
 	Notes      map[string]int64 `json:"notes,omitempty"`
 	Err        string           `json:"error,omitempty"`
@@ -184,6 +186,7 @@ func readAll(im impl, e *env, timeout, hold time.Duration, cpuprofile string) cl
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpuBefore := processCPU()
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() { errc <- im.run(ctx, e) }()
@@ -205,6 +208,7 @@ func readAll(im impl, e *env, timeout, hold time.Duration, cpuprofile string) cl
 	case <-deadline.C:
 	}
 	runtime.ReadMemStats(&after)
+	res.CPUNs = (processCPU() - cpuBefore).Nanoseconds()
 	stopped := time.Now()
 	if cpuprofile != "" {
 		pprof.StopCPUProfile()
@@ -286,4 +290,13 @@ func implNames() string {
 		s += im.name
 	}
 	return s
+}
+
+// processCPU returns the user plus system CPU time the process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

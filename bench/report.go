@@ -65,7 +65,7 @@ type summary struct {
 	AllocsPerRecord float64 `json:"allocs_per_record"`
 	BytesPerRecord  float64 `json:"alloc_bytes_per_record"`
 	PeakRSSMiB      float64 `json:"peak_rss_mib"`
-	CPUPerRecordUs  float64 `json:"cpu_us_per_record"`        // the client process, start to exit
+	CPUPerRecordUs  float64 `json:"cpu_us_per_record"`        // the client process, client start to the last record
 	BrokerCPUUs     float64 `json:"broker_cpu_us_per_record"` // the broker, while the client ran
 
 	TotalRatio  float64 `json:"total_ratio"`
@@ -263,7 +263,8 @@ func (r *report) markdown(svg string) string {
 		"Ratios (×) are to the raw franz-go loop on the same topic; throughput ratios are medians of per-repetition ratios. " +
 		"Allocations are runtime.MemStats.Mallocs in the client process from client start to the last record, so they include " +
 		"the client's setup, and they cannot see C allocations (librdkafka). Peak RSS is VmHWM of the client process. " +
-		"CPU is the client process's user+system time from exec to exit, and the broker's while the client ran.\n\n")
+		"Client CPU is the client process's user+system time from client start to the last record (the least load-sensitive column here); " +
+		"broker CPU is the broker process's while the client process ran.\n\n")
 	for _, topic := range r.measuredTopics() {
 		base := baselineOf(topic)
 		p("## %s\n\n", r.topicTitle(topic))
@@ -306,6 +307,9 @@ func (r *report) markdown(svg string) string {
 		}
 		p("\nThe broker process peaked at %.0f MiB holding all topics.\n\n", kib(r.BrokerHWMKiB))
 	}
+	if lines := r.targets(); len(lines) > 0 {
+		p("## Targets in this run\n\n%s\n", strings.Join(lines, ""))
+	}
 	p("## Clients\n\n")
 	for _, name := range slices.Sorted(maps.Keys(r.Clients)) {
 		p("- `%s`: %s\n", name, r.Clients[name])
@@ -314,6 +318,81 @@ func (r *report) markdown(svg string) string {
 		p("- not measured: %s\n", m)
 	}
 	return b.String()
+}
+
+// targets checks the run against the project's performance targets, one
+// Markdown list item each.
+func (r *report) targets() []string {
+	find := func(client, topic string) (summary, bool) {
+		i := slices.IndexFunc(r.Summary, func(s summary) bool { return s.Client == client && s.Topic == topic })
+		if i < 0 || r.Summary[i].SteadyRate == 0 {
+			return summary{}, false
+		}
+		return r.Summary[i], true
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**missed**"
+	}
+	var lines []string
+	for _, topic := range r.measuredTopics() {
+		if topic == avroTopic {
+			continue
+		}
+		kc, ok := find("kconsumer-stateless", topic)
+		if !ok {
+			continue
+		}
+		if raw, ok := find("franz-go", topic); ok {
+			lines = append(lines, fmt.Sprintf("- %s: kconsumer no-op ≥ 0.95 × raw franz-go: %s (first→last %.2f, start→last %.2f; client CPU per record %.2f × raw's)\n",
+				topic, verdict(kc.SteadyRatio >= 0.95), kc.SteadyRatio, kc.TotalRatio, kc.CPUPerRecordUs/raw.CPUPerRecordUs))
+		}
+		var best summary
+		for _, c := range []string{"sarama", "kafka-go"} {
+			if s, ok := find(c, topic); ok && s.SteadyRate > best.SteadyRate {
+				best = s
+			}
+		}
+		if best.SteadyRate > 0 {
+			lines = append(lines, fmt.Sprintf("- %s: kconsumer ≥ 1.5 × the faster of sarama and kafka-go (%s): %s (%.2f×; client CPU per record %.2f× lower)\n",
+				topic, best.Client, verdict(kc.SteadyRate >= 1.5*best.SteadyRate), kc.SteadyRate/best.SteadyRate, best.CPUPerRecordUs/kc.CPUPerRecordUs))
+		}
+		if ck, ok := find("confluent-kafka-go", topic); ok {
+			lines = append(lines, fmt.Sprintf("- %s: kconsumer ahead of confluent-kafka-go: %s (%.2f×)\n",
+				topic, verdict(kc.SteadyRate > ck.SteadyRate), kc.SteadyRate/ck.SteadyRate))
+		}
+	}
+	av, ok1 := find("kconsumer-avro", avroTopic)
+	hb, ok2 := find("franz-go-hamba", avroTopic)
+	if ok1 && ok2 && av.SteadyRatio > 0 {
+		lines = append(lines, fmt.Sprintf("- Avro: kconsumer with serde ≤ 1.1 × the time of a raw loop with hamba/avro: %s (%.2f× the time, first→last; client CPU per record %.2f×)\n",
+			verdict(1/av.SteadyRatio <= 1.1), 1/av.SteadyRatio, av.CPUPerRecordUs/hb.CPUPerRecordUs))
+	}
+	var slow, small, idle *memoryCase
+	for i, m := range r.Memory {
+		switch m.Name {
+		case "slow-backlog":
+			slow = &r.Memory[i]
+		case "slow-small":
+			small = &r.Memory[i]
+		case "idle":
+			idle = &r.Memory[i]
+		}
+	}
+	if slow != nil && slow.FirstKiB > 0 {
+		line := fmt.Sprintf("- Bounded RSS under a backlog of %d records: %s (peak %.0f MiB; second half at most %.2f × the first",
+			r.Options.Backlog, verdict(float64(slow.SecondKiB) <= 1.25*float64(slow.FirstKiB)), kib(slow.PeakKiB), float64(slow.SecondKiB)/float64(slow.FirstKiB))
+		if small != nil {
+			line += fmt.Sprintf("; %.0f MiB against the %d-record topic", kib(small.PeakKiB), r.Options.Records)
+		}
+		if idle != nil {
+			line += fmt.Sprintf("; an idle client: %.0f MiB", kib(idle.PeakKiB))
+		}
+		lines = append(lines, line+")\n")
+	}
+	return lines
 }
 
 func mdEscape(s string) string {

@@ -101,7 +101,7 @@ func benchmark(ctx context.Context, o options, cmdline []string) error {
 	}
 	rep := report{
 		Started:  time.Now().UTC(),
-		Command:  "go run . " + strings.Join(cmdline, " "),
+		Command:  strings.TrimSpace("go run . " + strings.Join(cmdline, " ")),
 		Go:       runtime.Version(),
 		CPUs:     runtime.NumCPU(),
 		LoadFrom: loadAvg(),
@@ -225,10 +225,10 @@ type run struct {
 	Topic  string `json:"topic"`
 	Rep    int    `json:"rep"`
 	clientResult
-	MaxRSSKiB   int64  `json:"maxrss_kib"`    // the child's rusage
-	CPUNs       int64  `json:"cpu_ns"`        // the child's user plus system time, whole process
-	BrokerCPUNs int64  `json:"broker_cpu_ns"` // the broker's while the child ran
-	Load        string `json:"load"`          // /proc/loadavg when the child exited
+	MaxRSSKiB    int64  `json:"maxrss_kib"`     // the child's rusage
+	ProcessCPUNs int64  `json:"process_cpu_ns"` // the child's user plus system time, exec to exit
+	BrokerCPUNs  int64  `json:"broker_cpu_ns"`  // the broker's while the child ran
+	Load         string `json:"load"`           // /proc/loadavg when the child exited
 }
 
 func (r run) line() string {
@@ -283,7 +283,7 @@ func (b *brokerProcess) child(ctx context.Context, exe string, args []string, sa
 	r.BrokerCPUNs = (brokerAfter - brokerBefore).Nanoseconds()
 	r.Load = loadAvg()
 	if ps := cmd.ProcessState; ps != nil {
-		r.CPUNs = (ps.UserTime() + ps.SystemTime()).Nanoseconds()
+		r.ProcessCPUNs = (ps.UserTime() + ps.SystemTime()).Nanoseconds()
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			r.MaxRSSKiB = ru.Maxrss // kilobytes on Linux
 		}
