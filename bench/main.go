@@ -16,15 +16,19 @@
 //
 // Usage, in this directory:
 //
-//	go run .                      # everything, about four minutes
+//	go run .                      # everything, about three minutes
 //	go run . -n 500000 -reps 5    # bigger topics, more repetitions
 //	go run . -clients franz-go,kconsumer-stateless -memory=false -avro-n 0
 //	go run . -profile /tmp/prof   # a CPU profile of every client run
 //
 // and the two halves it is made of:
 //
-//	go run . broker -n 200000     # prints its address as JSON, stops when stdin closes
-//	go run . client -impl sarama -addr 127.0.0.1:PORT -topic values-100 -n 200000
+//	go run . broker -n 500000     # prints its address as JSON, stops when stdin closes
+//	go run . client -impl sarama -addr 127.0.0.1:PORT -topic values-100 -n 500000
+//
+// and, to render a saved run again (Markdown on stdout, the chart to -svg):
+//
+//	go run . render results/20261123-203239.json
 package main
 
 import (
@@ -39,6 +43,8 @@ func main() {
 		err = brokerMain(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "client":
 		err = clientMain(os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "render":
+		err = renderMain(os.Args[2:])
 	default:
 		err = runMain(os.Args[1:])
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"html"
 	"maps"
@@ -428,7 +430,7 @@ func (r *report) chart() string {
 		left   = 10
 	)
 	var body strings.Builder
-	y := 58
+	y := 76
 	for _, topic := range r.measuredTopics() {
 		var rows []summary
 		for _, s := range r.Summary {
@@ -468,7 +470,9 @@ func (r *report) chart() string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, y, width, y)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14" font-weight="bold">Records/s per client, median of %d runs, %s</text>`+"\n", left, r.Options.Reps, r.Started.Format("2006-01-02"))
-	fmt.Fprintf(&b, `<text x="%d" y="38" fill="#444">dark: first record to last (steady; ratio to the raw franz-go loop); light: client start to last record. One kfake broker on loopback, %d CPUs.</text>`+"\n", left, r.CPUs)
+	fmt.Fprintf(&b, `<text x="%d" y="38" fill="#444">dark: first record to last (steady), with the median of per-repetition ratios to the raw franz-go loop; light: client start to last record.</text>`+"\n", left)
+	fmt.Fprintf(&b, `<text x="%d" y="54" fill="#444">One kfake broker process on loopback, one process per client, %d CPUs shared with other work; load average %s → %s.</text>`+"\n",
+		left, r.CPUs, html.EscapeString(r.LoadFrom), html.EscapeString(r.LoadTo))
 	b.WriteString(body.String())
 	b.WriteString("</svg>\n")
 	return b.String()
@@ -485,4 +489,32 @@ func colors(client string) (dark, light string) {
 		return "#555555", "#bbbbbb"
 	}
 	return "#2ca02c", "#98df8a"
+}
+
+// renderMain runs `bench render`: it renders a saved JSON report again, as
+// Markdown on stdout and as the chart.
+func renderMain(args []string) error {
+	fs := flag.NewFlagSet("render", flag.ContinueOnError)
+	svg := fs.String("svg", filepath.Join("..", "docs", "bench-throughput.svg"), "file for the bar chart (empty: none)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: bench render [-svg file] results/<stamp>.json")
+	}
+	b, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	if *svg != "" {
+		if err := os.WriteFile(*svg, []byte(r.chart()), 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Print(r.markdown(*svg))
+	return nil
 }

@@ -72,7 +72,7 @@ func runMain(args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q; subcommands are broker and client", fs.Args())
+		return fmt.Errorf("unexpected arguments %q; subcommands are broker, client and render", fs.Args())
 	}
 	var err error
 	if o.sizes, err = parseSizes(sizes); err != nil {
