@@ -44,8 +44,8 @@ type worker struct {
 	endOnce sync.Once
 
 	mu      sync.Mutex
-	queue   []*kgo.Record
-	pending int // queued plus in hand
+	queue   [][]*kgo.Record // the records of each poll, as kgo returned them
+	pending int             // queued plus in hand
 	paused  bool
 	behind  bool // pending was at the per-partition bound at the last check
 }
@@ -72,7 +72,7 @@ func (w *worker) push(recs []*kgo.Record) {
 		w.enqueue(recs)
 		return
 	}
-	w.queue = append(w.queue, recs...)
+	w.queue = append(w.queue, recs) // kgo does not reuse the slice: no copy
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -127,7 +127,7 @@ func (w *worker) setPaused(paused bool) {
 func (w *worker) run() {
 	defer close(w.done)
 	var (
-		batch []*kgo.Record
+		batch [][]*kgo.Record
 		last  *kgo.Record // handled, its offset not stored yet
 		clock time.Time   // when the next handler call starts, with an observer
 	)
@@ -166,25 +166,27 @@ func (w *worker) run() {
 			}
 		}
 		counted := 0 // handled records not yet taken off the in-flight counts
-		for _, r := range batch {
-			if w.quitting.Load() {
-				return
-			}
-			var ok bool
-			if ok, clock = w.handle(r, last, clock); !ok {
-				return
-			}
-			last = r
-			counted++
-			due := w.storeDue.Load()
-			if counted == countEvery || due {
-				w.finished(counted)
-				counted = 0
-			}
-			if due {
-				w.storeDue.Store(false)
-				w.store(last)
-				last = nil
+		for _, recs := range batch {
+			for _, r := range recs {
+				if w.quitting.Load() {
+					return
+				}
+				var ok bool
+				if ok, clock = w.handle(r, last, clock); !ok {
+					return
+				}
+				last = r
+				counted++
+				due := w.storeDue.Load()
+				if counted == countEvery || due {
+					w.finished(counted)
+					counted = 0
+				}
+				if due {
+					w.storeDue.Store(false)
+					w.store(last)
+					last = nil
+				}
 			}
 		}
 		w.finished(counted)
