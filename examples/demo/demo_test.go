@@ -1,45 +1,111 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
-// TestMain lets the test binary serve as the demo's consumer child process.
-func TestMain(m *testing.M) {
-	if os.Getenv(roleEnv) != "" {
-		main()
-		return
+var full = flag.Bool("full", false, "run the demo at full scale (100 sensors × 1000 readings, 6 kill rounds); best without -race")
+
+// TestDemo runs the crash scenario end to end: the services as child
+// processes built once for the test, on an in-process stack on free ports,
+// SIGKILLed in several rounds, one of them during a rebalance; then every
+// check of the demo must pass.
+func TestDemo(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.kafkaAddr, cfg.registryAddr, cfg.mongoAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.dir = t.TempDir()
+	cfg.seed = 42
+	cfg.race = raceEnabled
+	timeout := 4 * time.Minute
+	if *full {
+		timeout = 10 * time.Minute
+	} else {
+		// Small, and paced so the kills land while readings still arrive.
+		cfg.sensors, cfg.messages, cfg.partitions, cfg.kills = 12, 60, 6, 3
+		cfg.interval = 100 * time.Millisecond
 	}
-	os.Exit(m.Run())
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out bytes.Buffer
+	began := time.Now()
+	res, err := run(ctx, cfg, &out)
+	t.Logf("demo output:\n%s", out.String())
+	defer func() {
+		if t.Failed() {
+			dumpLogs(t, filepath.Join(cfg.dir, "logs"))
+		}
+	}()
+	if err != nil {
+		t.Fatalf("demo: %v (logs in %s)", err, cfg.dir)
+	}
+	t.Logf("%d readings, %d kill rounds in %v", res.readings, res.kills, time.Since(began).Round(time.Second))
+
+	if res.kills != cfg.kills || res.rebalanceKills != 1 {
+		t.Errorf("%d kill rounds, %d during a rebalance; want %d and 1", res.kills, res.rebalanceKills, cfg.kills)
+	}
+	if want := cfg.sensors * cfg.messages; res.readings != want || res.sensors != cfg.sensors {
+		t.Errorf("the truth holds %d readings of %d sensors, want %d of %d", res.readings, res.sensors, want, cfg.sensors)
+	}
+	if res.currentExact != cfg.sensors {
+		t.Errorf("current serves the exact last reading of %d of %d sensors", res.currentExact, cfg.sensors)
+	}
+	if res.exact.exactSensors != cfg.sensors || res.exact.records != res.truth.records {
+		t.Errorf("query: %d of %d sensors exact, %d records, want %d", res.exact.exactSensors, cfg.sensors, res.exact.records, res.truth.records)
+	}
+	if res.truth.records == 0 || res.alertsExpected == 0 {
+		t.Errorf("the run has %d usage records and %d readings outside the site: it shows nothing", res.truth.records, res.alertsExpected)
+	}
+	if res.alertsDistinct != res.alertsExpected {
+		t.Errorf("alerts for %d readings, %d were outside the site", res.alertsDistinct, res.alertsExpected)
+	}
+	for _, g := range []string{"usage", "alerts"} {
+		if msg, ok := res.letters[g]; !ok || msg != "" {
+			t.Errorf("dead letter for group %s: %q", g, msg)
+		}
+	}
+	if !res.ok() {
+		t.Errorf("failed checks:\n%s", strings.Join(res.failures, "\n"))
+	}
+	if !strings.Contains(out.String(), "OK: every reading counted exactly once") {
+		t.Error("the demo did not print its verdict")
+	}
 }
 
-func TestKilledConsumersLoseNothing(t *testing.T) {
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
+// dumpLogs logs the end of every service log, to tell why a run failed.
+func dumpLogs(t *testing.T, dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		t.Logf("== %s (last lines)\n%s", filepath.Base(f), strings.Join(lines[max(0, len(lines)-40):], "\n"))
 	}
-	defer devnull.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cfg := config{records: 4000, partitions: 4, kills: 3, work: 200 * time.Microsecond, seed: 1, dir: t.TempDir()}
-	res, err := run(ctx, cfg, devnull)
-	if err != nil {
-		t.Fatal(err)
+}
+
+func TestConfigRefusesWhatCannotWork(t *testing.T) {
+	for _, mod := range []func(*config){
+		func(c *config) { c.sensors = 0 },
+		func(c *config) { c.messages = 1 },
+		func(c *config) { c.kills = 1 },
+		func(c *config) { c.partitions = 0 },
+		func(c *config) { c.interval = -time.Second },
+	} {
+		c := defaultConfig()
+		mod(&c)
+		if c.check() == nil {
+			t.Errorf("%+v passed the check", c)
+		}
 	}
-	if res.kills != cfg.kills {
-		t.Fatalf("killed %d consumers, want %d", res.kills, cfg.kills)
+	if err := defaultConfig().check(); err != nil {
+		t.Errorf("the default config: %v", err)
 	}
-	if res.missing != 0 || res.unique != cfg.records {
-		t.Fatalf("%d of %d records never handled", res.missing, cfg.records)
-	}
-	if res.belowCommit != 0 {
-		t.Fatalf("%d records below a committed offset were handled again", res.belowCommit)
-	}
-	if !res.committedOK {
-		t.Fatal("committed offsets do not reach the end of the topic after a graceful stop")
-	}
-	t.Logf("%d records, %d kills, %d re-deliveries", cfg.records, res.kills, res.duplicates)
 }

@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	var cfg svc.Config
 	cfg.Register(fs, "127.0.0.1:8080", svc.Mongo)
 	database := fs.String("database", "telemetry", "MongoDB database holding the usage collection")
-	timeout := fs.Duration("timeout", 30*time.Second, "longest time a request may take")
+	timeout := fs.Duration("timeout", 2*time.Minute, "longest time a request may take")
 	if err := svc.Parse(fs, args); err != nil {
 		return err
 	}

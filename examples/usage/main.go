@@ -66,7 +66,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	cfg.Register(fs, "127.0.0.1:8092", svc.Kafka|svc.Registry|svc.Mongo)
 	fs.StringVar(&cfg.group, "group", "", `consumer group (default "usage", or "usage-naive" with -naive)`)
 	fs.StringVar(&cfg.database, "database", "", `MongoDB database (default "telemetry", or "telemetry_naive" with -naive)`)
-	fs.StringVar(&cfg.start, "start", "earliest", "where a partition without a checkpoint starts: earliest or latest")
+	fs.StringVar(&cfg.start, "start", "earliest", "where a partition without a checkpoint (with -naive: without a commit) starts: earliest or latest; the field used latest")
 	fs.DurationVar(&cfg.checkpointEvery, "checkpoint-every", 500*time.Millisecond, "how often each partition's checkpoint is written; a restart handles at most this much again, writing nothing new")
 	fs.DurationVar(&cfg.commitInterval, "commit-interval", time.Second, "how often offsets are committed to Kafka, for lag tools")
 	fs.DurationVar(&cfg.session, "session-timeout", 45*time.Second, "group session timeout: how long a killed member keeps its partitions")
@@ -138,6 +138,14 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return runExact(ctx, cfg, logger, web, codec, mc.Database(cfg.database))
 }
 
+// startOffset is where a partition without a checkpoint or commit starts.
+func startOffset(start string) kgo.Offset {
+	if start == "latest" {
+		return kgo.NewOffset().AtEnd()
+	}
+	return kgo.NewOffset().AtStart()
+}
+
 // sessionOpts are the group timing options for a session timeout.
 func sessionOpts(session time.Duration) []kgo.Opt {
 	return []kgo.Opt{
@@ -149,11 +157,7 @@ func sessionOpts(session time.Duration) []kgo.Opt {
 func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTTP, codec *serde.Avro[telemetry.Telemetry], db *mongo.Database) error {
 	inserts := newInserter(db.Collection("usage"), cfg.batch, web.Registry)
 	st := newStore(db, inserts, web.Registry)
-	start := kgo.NewOffset().AtStart()
-	if cfg.start == "latest" {
-		start = kgo.NewOffset().AtEnd()
-	}
-	skip := recovery.NewCheckpointSkip(st, recovery.StartWithoutCheckpoint(start), recovery.WithLogger(logger))
+	skip := recovery.NewCheckpointSkip(st, recovery.StartWithoutCheckpoint(startOffset(cfg.start)), recovery.WithLogger(logger))
 	router, err := dlq.New(dlq.SeedBrokers(cfg.Brokers...), dlq.Group(cfg.group), dlq.WithLogger(logger))
 	if err != nil {
 		return err

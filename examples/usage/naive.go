@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,8 +19,7 @@ import (
 
 // runNaive is the field's usage service, kept for comparison: a plain
 // franz-go poll loop in a fixed group, offsets committed automatically
-// every few seconds as soon as records are polled ("latest" when the group
-// has none), a usage record with a fresh ObjectID per delta, and the last
+// every few seconds as soon as records are polled, a usage record with a fresh ObjectID per delta, and the last
 // reading of each sensor written as its checkpoint after the records,
 // separately. A kill loses the records polled but not yet written whose
 // offsets were committed, and re-delivers those written since the last
@@ -50,7 +50,7 @@ func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumerGroup(cfg.group),
 		kgo.ConsumeTopics(telemetry.Topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.ConsumeResetOffset(startOffset(cfg.start)), // the field used "latest"
 		kgo.GreedyAutoCommit(),
 		kgo.AutoCommitInterval(cfg.naiveCommit),
 	}, sessionOpts(cfg.session)...)
@@ -61,6 +61,9 @@ func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 	defer cl.Close()
 
 	loop := func(ctx context.Context) error {
+		// A poll's writes finish even when SIGTERM arrives meanwhile, so a
+		// graceful stop loses nothing; kills are what this mode is about.
+		wctx := context.WithoutCancel(ctx)
 		for {
 			fetches := cl.PollFetches(ctx)
 			if ctx.Err() != nil || fetches.IsClientClosed() {
@@ -73,7 +76,7 @@ func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 			touched := make(map[string]telemetry.Telemetry)
 			fetches.EachRecord(func(r *kgo.Record) {
 				var t telemetry.Telemetry
-				if err := codec.Decode(ctx, r.Topic, r.Value, &t); err != nil {
+				if err := codec.Decode(wctx, r.Topic, r.Value, &t); err != nil {
 					logger.Warn("skipping a record that cannot be read", "partition", r.Partition, "offset", r.Offset, "err", err)
 					return
 				}
@@ -84,7 +87,6 @@ func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 							{Key: "_id", Value: bson.NewObjectID()},
 							{Key: "sensor_id", Value: t.SensorID},
 							{Key: "date", Value: telemetry.Date(t.TimestampMs)},
-							{Key: "timestamp_ms", Value: t.TimestampMs},
 							{Key: "delta_hours", Value: hours},
 							{Key: "delta_km", Value: km},
 						})
@@ -94,7 +96,7 @@ func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 				touched[t.SensorID] = t
 			})
 			if len(docs) > 0 {
-				if _, err := records.InsertMany(ctx, docs); err != nil {
+				if _, err := records.InsertMany(wctx, docs); err != nil {
 					failed.Inc()
 					logger.Error("inserting usage records", "err", err)
 				}
@@ -104,8 +106,11 @@ func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 				models = append(models, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).
 					SetReplacement(naiveCheckpoint{ID: id, Telemetry: t}).SetUpsert(true))
 			}
-			if len(models) > 0 {
-				if _, err := checkpoints.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			// FerretDB v1 keeps a connection per statement of an update
+			// command until the command ends, from a pool of 100: a command
+			// of 100 statements waits for itself forever. Chunks stay below.
+			for chunk := range slices.Chunk(models, 50) {
+				if _, err := checkpoints.BulkWrite(wctx, chunk, options.BulkWrite().SetOrdered(false)); err != nil {
 					failed.Inc()
 					logger.Error("writing checkpoints", "err", err)
 				}

@@ -70,17 +70,15 @@ type partition struct {
 	written int64 // offset of the last checkpoint written
 }
 
-// usageRecord is the document of one counted delta.
+// usageRecord is the document of one counted delta. It is kept small: the
+// query scans every one of them, and the reading's topic, partition and
+// offset are in its _id.
 type usageRecord struct {
-	ID          string  `bson:"_id"` // recovery.Checkpoint of the reading
-	SensorID    string  `bson:"sensor_id"`
-	Date        string  `bson:"date"` // UTC day of the reading
-	TimestampMs int64   `bson:"timestamp_ms"`
-	DeltaHours  float64 `bson:"delta_hours"`
-	DeltaKm     float64 `bson:"delta_km"`
-	Topic       string  `bson:"topic"`
-	Partition   int32   `bson:"partition"`
-	Offset      int64   `bson:"offset"`
+	ID         string  `bson:"_id"` // recovery.Checkpoint of the reading
+	SensorID   string  `bson:"sensor_id"`
+	Date       string  `bson:"date"` // UTC day of the reading
+	DeltaHours float64 `bson:"delta_hours"`
+	DeltaKm    float64 `bson:"delta_km"`
 }
 
 // checkpointDoc is the checkpoint and state of one partition.
@@ -188,15 +186,11 @@ func (s *store) apply(ctx context.Context, r *kgo.Record, t telemetry.Telemetry)
 		hours, km, counted := telemetry.Delta(telemetry.Odometry{HoursTot: prev.HoursTot, KmTot: prev.KmTot}, t.Odometry)
 		if counted {
 			rec := usageRecord{
-				ID:          recovery.CheckpointOf(r).String(),
-				SensorID:    t.SensorID,
-				Date:        telemetry.Date(t.TimestampMs),
-				TimestampMs: t.TimestampMs,
-				DeltaHours:  hours,
-				DeltaKm:     km,
-				Topic:       r.Topic,
-				Partition:   r.Partition,
-				Offset:      r.Offset,
+				ID:         recovery.CheckpointOf(r).String(),
+				SensorID:   t.SensorID,
+				Date:       telemetry.Date(t.TimestampMs),
+				DeltaHours: hours,
+				DeltaKm:    km,
 			}
 			if err := s.inserts.insert(ctx, rec); err != nil {
 				return dlq.MarkRetriable(err)
