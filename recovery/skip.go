@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -35,8 +36,10 @@ type CheckpointSkip struct {
 	cl      *kgo.Client
 	started chan struct{} // closed when Start has set cl
 
-	mu          sync.RWMutex
-	checkpoints map[topicPartition]int64 // as loaded at assignment, for skipping
+	mu sync.RWMutex
+	// checkpoints, as loaded at assignment, for skipping: replaced on each
+	// assignment so that the per-record check takes no lock.
+	checkpoints atomic.Pointer[map[topicPartition]int64]
 	refused     map[topicPartition]error
 	assigned    bool
 }
@@ -51,12 +54,12 @@ func NewCheckpointSkip(store CheckpointStore, opts ...SkipOpt) *CheckpointSkip {
 		store:        store,
 		noCheckpoint: kgo.NewOffset().AtEnd(),
 		started:      make(chan struct{}),
-		checkpoints:  make(map[topicPartition]int64),
 		refused:      make(map[topicPartition]error),
 	}
 	for _, o := range opts {
 		o.applySkip(s)
 	}
+	s.checkpoints.Store(&map[topicPartition]int64{})
 	return s
 }
 
@@ -112,12 +115,13 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 	out := make(map[string]map[int32]kgo.Offset, len(topics))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	checkpoints := maps.Clone(*s.checkpoints.Load())
 	for _, topic := range topics {
 		out[topic] = make(map[int32]kgo.Offset)
 		for p := range committed[topic] {
 			key := topicPartition{topic, p}
 			delete(s.refused, key)
-			delete(s.checkpoints, key)
+			delete(checkpoints, key)
 			cp, ok := loaded[topic][p]
 			if !ok {
 				out[topic][p] = s.noCheckpoint
@@ -141,9 +145,10 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 			}
 			// Below the log start, the client starts at the log start.
 			out[topic][p] = kgo.NewOffset().At(next)
-			s.checkpoints[key] = cp
+			checkpoints[key] = cp
 		}
 	}
+	s.checkpoints.Store(&checkpoints)
 	s.assigned = true
 	return out, nil
 }
@@ -175,9 +180,7 @@ func (s *CheckpointSkip) refuse(key topicPartition, err error) {
 // checkpoint loaded when their partition was assigned.
 func (s *CheckpointSkip) Wrap(h consumer.Handler) consumer.Handler {
 	return consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
-		s.mu.RLock()
-		cp, ok := s.checkpoints[topicPartition{r.Topic, r.Partition}]
-		s.mu.RUnlock()
+		cp, ok := (*s.checkpoints.Load())[topicPartition{r.Topic, r.Partition}]
 		if ok && r.Offset <= cp {
 			return nil
 		}
