@@ -2,8 +2,8 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -28,10 +28,10 @@ type result struct {
 	truth, exact, naive usageTotals
 	naiveRan            bool
 
-	currentExact    int // sensors whose last reading current serves exactly
-	alertsExpected  int // readings outside the site
-	alertsDistinct  int // of them, alerted
-	alertsPublished int // alerts on the topic, re-deliveries included
+	currentExact    int               // sensors whose last reading current serves exactly
+	alertsExpected  int               // readings outside the site
+	alertsDistinct  int               // of them, alerted
+	alertsPublished int               // alerts on the topic, re-deliveries included
 	letters         map[string]string // group → "" if its dead letter is right, else what is wrong
 
 	failures []string
@@ -363,4 +363,3 @@ func (d *demo) printTable(res result) {
 		fmt.Fprintln(w, "  -", f)
 	}
 }
-
