@@ -1,0 +1,303 @@
+//go:build unix
+
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/recovery"
+	"github.com/kconsumer/kconsumer/serde"
+)
+
+// The groups of a run.
+const (
+	// GroupStateless commits offsets after handling: recovery.Stateless.
+	GroupStateless = "stateless"
+	// GroupAdditive adds amounts per key into a Store: recovery.CheckpointSkip.
+	GroupAdditive = "additive"
+)
+
+// memberConfig is what a member needs to run; child processes get it as
+// JSON in their environment.
+type memberConfig struct {
+	Name     string
+	Group    string
+	Topic    string
+	Brokers  []string
+	Registry string
+	Dir      string // the run's directory: the store and the sink control
+	Order    consumer.Ordering
+	Timing   Timing
+}
+
+// Timing holds the group and retry timings of members.
+type Timing struct {
+	Session, Heartbeat, Rebalance time.Duration // kgo's group timings
+	Revoke, Shutdown              time.Duration // consumer.RevokeTimeout, ShutdownTimeout
+	RequestOverhead               time.Duration // kgo.RequestTimeoutOverhead
+	Commit                        time.Duration // consumer.CommitInterval
+	DLQWrite                      time.Duration // dlq.WriteTimeout
+}
+
+// DefaultTiming is the timing of every scenario: short sessions, so that a
+// killed member's partitions move within two seconds, and a dead-letter
+// write that ends well within a revoke's wait.
+var DefaultTiming = Timing{
+	Session:         1500 * time.Millisecond,
+	Heartbeat:       100 * time.Millisecond,
+	Rebalance:       4 * time.Second,
+	Revoke:          5 * time.Second,
+	Shutdown:        10 * time.Second,
+	RequestOverhead: 3 * time.Second,
+	Commit:          200 * time.Millisecond,
+	DLQWrite:        time.Second,
+}
+
+var (
+	errSinkDown = errors.New("sink unavailable")
+	errAckLost  = errors.New("sink write timed out after it was applied")
+)
+
+// done is how the handler tells the recording middleware that it finished
+// a good record (rather than the dead-letter router a bad one).
+type done struct {
+	ok      bool
+	key     string
+	seq     int64
+	applied bool
+}
+
+type doneKey struct{}
+
+// runMember runs one consumer until ctx is done and reports what it does
+// with emit, which must be safe for concurrent use. It returns Run's error.
+func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slog.Logger) error {
+	at := func(e Event) {
+		e.Time = time.Now().UnixNano()
+		emit(e)
+	}
+	t := cfg.Timing
+	reg, err := serde.NewRegistry(cfg.Registry, serde.LookupTimeout(2*time.Second),
+		serde.ClientOpts(sr.HTTPClient(&http.Client{Timeout: time.Second})))
+	if err != nil {
+		return err
+	}
+	codec, err := serde.NewAvro[reading](reg, readerSchema)
+	if err != nil {
+		return err
+	}
+	router, err := dlq.New(
+		dlq.SeedBrokers(cfg.Brokers...),
+		dlq.Group(cfg.Group),
+		dlq.WriteTimeout(t.DLQWrite),
+		dlq.Breaker(20, 0.5, time.Second),
+		dlq.WithLogger(log),
+		dlq.ClientOpts(kgo.RequestTimeoutOverhead(t.RequestOverhead)),
+	)
+	if err != nil {
+		return err
+	}
+	defer router.Close()
+
+	sink := &sinkControl{path: sinkControlPath(cfg.Dir)}
+	var store *Store
+	var strategy consumer.Strategy = recovery.NewStateless()
+	if cfg.Group == GroupAdditive {
+		if store, err = NewStore(filepath.Join(cfg.Dir, "store")); err != nil {
+			return err
+		}
+		defer store.Close()
+		strategy = recovery.NewCheckpointSkip(store,
+			recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()),
+			recovery.WithLogger(log))
+	}
+
+	rec := &recorder{at: at, inHand: make(map[int32]int)}
+	apply := func(ctx context.Context, r *kgo.Record, v reading) error {
+		if v.Key != string(r.Key) {
+			return dlq.MarkPoison(fmt.Errorf("value names key %q, the record has %q", v.Key, r.Key))
+		}
+		mode := sink.current()
+		switch mode {
+		case sinkFail:
+			at(Event{Kind: SinkFault, Text: string(mode)})
+			return dlq.MarkRetriable(errSinkDown)
+		case sinkSlow:
+			at(Event{Kind: SinkFault, Text: string(mode)})
+			timer := time.NewTimer(sinkDelay)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			}
+		}
+		applied := true
+		if store != nil {
+			var err error
+			if applied, err = store.Apply(ctx, r.Topic, r.Partition, r.Offset, v.Key, v.Amount); err != nil {
+				return dlq.MarkRetriable(err)
+			}
+		}
+		if mode == sinkLostAck {
+			at(Event{Kind: SinkFault, Text: string(mode)})
+			return dlq.MarkRetriable(errAckLost)
+		}
+		d := ctx.Value(doneKey{}).(*done)
+		*d = done{ok: true, key: v.Key, seq: v.Seq, applied: applied}
+		return nil
+	}
+	decode := serde.Handle(codec, apply)
+	handler := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if len(r.Key) == 0 {
+			return dlq.MarkPoison(errNoKey)
+		}
+		return decode.Handle(ctx, r)
+	})
+
+	c, err := consumer.New(handler,
+		consumer.SeedBrokers(cfg.Brokers...),
+		consumer.Topics(cfg.Topic),
+		consumer.Group(cfg.Group),
+		consumer.WithStrategy(strategy),
+		consumer.Use(rec.middleware, router.Middleware()),
+		consumer.WithObserver(&observer{topic: cfg.Topic, at: at, rec: rec}),
+		consumer.WithLogger(log),
+		consumer.Order(cfg.Order),
+		consumer.Workers(8),
+		consumer.CommitInterval(t.Commit),
+		consumer.RevokeTimeout(t.Revoke),
+		consumer.ShutdownTimeout(t.Shutdown),
+		consumer.RetryBackoff(5*time.Millisecond, 100*time.Millisecond),
+		consumer.MaxInFlight(2000),
+		consumer.MaxInFlightPerPartition(200),
+		consumer.ClientOpts(
+			kgo.SessionTimeout(t.Session),
+			kgo.HeartbeatInterval(t.Heartbeat),
+			kgo.RebalanceTimeout(t.Rebalance),
+			kgo.RequestTimeoutOverhead(t.RequestOverhead),
+			kgo.FetchMaxWait(100*time.Millisecond),
+		),
+	)
+	if err != nil {
+		return err
+	}
+	err = c.Run(ctx)
+	fctx, cancel := context.WithTimeout(context.Background(), t.DLQWrite)
+	defer cancel()
+	return errors.Join(err, router.Flush(fctx))
+}
+
+// recorder is the outermost middleware: once a record is done, it reports
+// whether the handler finished it or the router dead-lettered it, before
+// the Consumer may store its offset. It counts the records in hand by
+// partition, so that a revoke or loss can tell which handlers it left
+// running.
+type recorder struct {
+	at     func(Event)
+	mu     sync.Mutex
+	inHand map[int32]int
+}
+
+func (rc *recorder) hold(p int32, n int) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.inHand[p] += n
+}
+
+// stuck returns the partitions of ps with a record in hand.
+func (rc *recorder) stuck(ps []int32) []int32 {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var out []int32
+	for _, p := range ps {
+		if rc.inHand[p] > 0 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (rc *recorder) middleware(next consumer.Handler) consumer.Handler {
+	at := rc.at
+	return consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		rc.hold(r.Partition, 1)
+		defer rc.hold(r.Partition, -1)
+		d := new(done)
+		if err := next.Handle(context.WithValue(ctx, doneKey{}, d), r); err != nil {
+			return err
+		}
+		abandoned := ctx.Err() != nil
+		if d.ok {
+			at(Event{Kind: Handled, Partition: r.Partition, Offset: r.Offset, Key: d.key, Seq: d.seq, Applied: d.applied, Abandoned: abandoned})
+		} else {
+			at(Event{Kind: DeadLettered, Partition: r.Partition, Offset: r.Offset, Abandoned: abandoned})
+		}
+		return nil
+	})
+}
+
+// observer reports rebalances and commits of the run's topic.
+type observer struct {
+	topic string
+	at    func(Event)
+	rec   *recorder
+}
+
+func (o *observer) Polled(kgo.FetchTopicPartition)               {}
+func (o *observer) Handled(*kgo.Record, time.Duration, error)    {}
+func (o *observer) Paused(topic string, partition int32, _ bool) {}
+
+func (o *observer) Committed(offsets map[string]map[int32]int64, err error) {
+	if len(offsets[o.topic]) == 0 && err == nil {
+		return
+	}
+	o.at(Event{Kind: Committed, Offsets: offsets[o.topic], Failed: err != nil})
+}
+
+func (o *observer) Rebalanced(e consumer.Event, partitions map[string][]int32) {
+	kind := map[consumer.Event]Kind{consumer.Assigned: Assigned, consumer.Revoked: Revoked, consumer.Lost: Lost}[e]
+	ev := Event{Kind: kind, Partitions: partitions[o.topic]}
+	if e != consumer.Assigned {
+		// The Consumer tells of a revoke or loss once it stopped waiting
+		// for the partitions' workers.
+		ev.Stuck = o.rec.stuck(ev.Partitions)
+	}
+	o.at(ev)
+}
+
+// lineWriter writes events as lines, one write call each.
+type lineWriter struct {
+	mu  sync.Mutex
+	w   interface{ Write([]byte) (int, error) }
+	buf []byte
+	err error
+}
+
+// maxText bounds an event's text so that its line stays below the size a
+// pipe writes atomically.
+const maxText = 1024
+
+func (l *lineWriter) emit(e Event) {
+	if len(e.Text) > maxText {
+		e.Text = e.Text[:maxText]
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = AppendEvent(l.buf[:0], e)
+	if _, err := l.w.Write(l.buf); err != nil && l.err == nil {
+		l.err = err
+	}
+}

@@ -1,0 +1,538 @@
+//go:build unix
+
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
+)
+
+// Scenario describes one run.
+type Scenario struct {
+	Name       string
+	Faults     Fault
+	Duration   time.Duration // how long faults are injected while records are produced
+	Rate       int           // records produced per second
+	Partitions int32
+	Groups     []string // GroupStateless, GroupAdditive
+	Children   int      // member processes per group at the start (Kill needs some)
+	Members    int      // members in the test process per group at the start
+	Order      consumer.Ordering
+	Seed       uint64
+	Timing     Timing
+	// HugeEvery is how often a huge record may be produced with BadInput;
+	// 0 means once per run.
+	HugeEvery time.Duration
+	// DrainTimeout bounds the drain after the faults; 0 means 2 minutes.
+	DrainTimeout time.Duration
+	// Log receives progress lines; nil for none.
+	Log io.Writer
+}
+
+// Summary is what a run did and found.
+type Summary struct {
+	Scenario Scenario
+	Report   *Report
+	MaxLag   int64 // the largest lag of a group, in records, sampled during the faults
+	Took     time.Duration
+}
+
+const (
+	topic    = "chaos"
+	dlqTopic = "chaos.dlq"
+)
+
+// run is the state of one Run.
+type run struct {
+	t        testing.TB
+	sc       Scenario
+	dir      string
+	cluster  *kafkatest.Cluster
+	registry *kafkatest.Registry
+	hist     *History
+	members  *memberSet
+	log      *slog.Logger // the in-process members' log
+
+	topic, dlqTopic string
+	dlqTopicID      [16]byte
+	groups          []string
+	maxLag          atomic.Int64
+}
+
+// Run runs a scenario: it starts a broker and a registry, the members, the
+// workload and the faults; after Duration it stops the faults and the
+// producer, stops the members gracefully, drains each group with a fresh
+// member, and checks the history. Violations fail t. It returns the summary.
+func Run(t testing.TB, sc Scenario) *Summary {
+	t.Helper()
+	began := time.Now()
+	if sc.Timing == (Timing{}) {
+		sc.Timing = DefaultTiming
+	}
+	if sc.DrainTimeout == 0 {
+		sc.DrainTimeout = 2 * time.Minute
+	}
+	dir, err := os.MkdirTemp("", "chaos-"+sc.Name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("member logs and the store kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	logf, err := os.Create(filepath.Join(dir, "members.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+
+	r := &run{
+		t: t, sc: sc, dir: dir,
+		cluster:  kafkatest.NewCluster(t, sc.Partitions, topic, dlqTopic),
+		registry: kafkatest.NewRegistry(t, srfake.WithGlobalCompat(sr.CompatNone)),
+		hist:     NewHistory(),
+		log:      slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		topic:    topic, dlqTopic: dlqTopic,
+		groups: sc.Groups,
+	}
+	r.members = &memberSet{r: r}
+	mctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	md, err := r.cluster.Admin.Metadata(mctx, dlqTopic)
+	cancel()
+	if err != nil {
+		t.Fatalf("metadata: %v", err)
+	}
+	r.dlqTopicID = md.Topics[dlqTopic].ID
+	r.logf("scenario %s: faults %v, seed %d, dir %s", sc.Name, sc.Faults, sc.Seed, dir)
+
+	producer := r.cluster.Client(t, kgo.ProducerLinger(5*time.Millisecond))
+	wl, err := newWorkload(producer, r.registry, r.registry.URL(), topic, sc.Seed, r.hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Faults&BadInput != 0 {
+		wl.badEvery = 15
+		wl.hugeEvery = sc.HugeEvery
+		if wl.hugeEvery == 0 {
+			wl.hugeEvery = 24 * time.Hour
+		}
+	}
+	if sc.Faults&RegistryErrors != 0 || sc.Faults&(Kill|Storm) != 0 {
+		wl.schemaEvery = 700 * time.Millisecond
+	}
+
+	for _, g := range sc.Groups {
+		for range sc.Children {
+			if err := r.members.startChild(g); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range sc.Members {
+			r.members.startInproc(g)
+		}
+	}
+
+	r.chaos(wl)
+	r.logf("faults stopped after %v; stopping members", time.Since(began).Round(time.Millisecond))
+	if err := r.members.stopAll(); err != nil {
+		r.hist.problem("%v", err)
+	}
+	final := r.drain()
+	rep := Check(r.hist, final, CheckOpts{Topic: topic, Order: sc.Order})
+	s := &Summary{Scenario: sc, Report: rep, MaxLag: r.maxLag.Load(), Took: time.Since(began)}
+	r.logf("%s", s)
+	for _, v := range rep.Violations() {
+		t.Error(v)
+	}
+	return s
+}
+
+func (r *run) logf(format string, args ...any) {
+	if r.sc.Log != nil {
+		fmt.Fprintf(r.sc.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+	}
+}
+
+// rand returns a generator for the i-th user of the scenario's seed.
+func (r *run) rand(i uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(r.sc.Seed, i))
+}
+
+// chaos produces records and injects the faults for the scenario's
+// duration, then stops both and removes every fault.
+func (r *run) chaos(wl *workload) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.sc.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	inject := func(f Fault, fn func(context.Context, *rand.Rand)) {
+		if r.sc.Faults&f == 0 {
+			return
+		}
+		rng := r.rand(uint64(f))
+		wg.Go(func() { fn(ctx, rng) })
+	}
+	inject(Kill, r.injectKills)
+	inject(Storm, r.injectStorm)
+	inject(FetchErrors, func(ctx context.Context, rng *rand.Rand) {
+		r.injectBrokerErrors(ctx, rng, 0.3, []brokerError{{key: kmsg.Fetch, topic: r.topic,
+			errs: []*kerr.Error{kerr.NotLeaderForPartition, kerr.KafkaStorageError, kerr.UnknownServerError, kerr.RequestTimedOut}}})
+	})
+	inject(CommitErrors, func(ctx context.Context, rng *rand.Rand) {
+		r.injectBrokerErrors(ctx, rng, 0.4, []brokerError{{key: kmsg.OffsetCommit,
+			errs: []*kerr.Error{kerr.NotCoordinator, kerr.RebalanceInProgress, kerr.CoordinatorNotAvailable, kerr.CoordinatorLoadInProgress}}})
+	})
+	inject(GroupErrors, func(ctx context.Context, rng *rand.Rand) {
+		r.injectBrokerErrors(ctx, rng, 0.3, []brokerError{
+			{key: kmsg.JoinGroup, errs: []*kerr.Error{kerr.NotCoordinator, kerr.CoordinatorNotAvailable, kerr.CoordinatorLoadInProgress}},
+			{key: kmsg.SyncGroup, errs: []*kerr.Error{kerr.NotCoordinator, kerr.RebalanceInProgress}},
+			{key: kmsg.Heartbeat, errs: []*kerr.Error{kerr.NotCoordinator, kerr.RebalanceInProgress}},
+		})
+	})
+	inject(DLQErrors, func(ctx context.Context, rng *rand.Rand) {
+		r.injectBrokerErrors(ctx, rng, 0.5, []brokerError{{key: kmsg.Produce, topic: r.dlqTopic,
+			errs: []*kerr.Error{kerr.NotLeaderForPartition, kerr.NotEnoughReplicas, kerr.RequestTimedOut}}})
+	})
+	inject(SlowResponses, r.injectSlow)
+	inject(Timeouts, r.injectTimeouts)
+	inject(RegistryErrors, r.injectRegistry)
+	inject(SinkFaults, r.injectSink)
+	inject(SessionExpiry, r.injectExpiry)
+	wg.Go(func() { r.sampleLag(ctx) })
+
+	if err := wl.produce(ctx, r.sc.Rate); err != nil {
+		r.hist.problem("%v", err)
+	}
+	wg.Wait()
+}
+
+// sampleLag records the largest lag of any group every 250 ms.
+func (r *run) sampleLag(ctx context.Context) {
+	for sleep(ctx, 250*time.Millisecond) {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ends, err := r.cluster.Admin.ListEndOffsets(lctx, r.topic)
+		for _, g := range r.groups {
+			if err != nil {
+				break
+			}
+			offs, ferr := r.cluster.Admin.FetchOffsets(lctx, g)
+			if ferr != nil {
+				continue
+			}
+			var lag int64
+			ends.Each(func(o kadm.ListedOffset) {
+				c := int64(0)
+				if co, ok := offs.Lookup(r.topic, o.Partition); ok && co.At >= 0 {
+					c = co.At
+				}
+				lag += max(0, o.Offset-c)
+			})
+			for {
+				m := r.maxLag.Load()
+				if lag <= m || r.maxLag.CompareAndSwap(m, lag) {
+					break
+				}
+			}
+		}
+		cancel()
+	}
+}
+
+// drain runs one member per group until the group's commits reach the end
+// of every partition, then reads the final state.
+func (r *run) drain() Final {
+	t := r.t
+	end := r.cluster.EndOffsets(t, r.topic)
+	final := Final{End: end, Committed: make(map[string]map[int32]int64)}
+	var drainers []*inprocMember
+	for _, g := range r.groups {
+		drainers = append(drainers, r.members.startInproc(g))
+	}
+	deadline := time.Now().Add(r.sc.DrainTimeout)
+	for _, g := range r.groups {
+		for !r.drained(g, end) {
+			if time.Now().After(deadline) {
+				r.hist.problem("group %s not drained after %v", g, r.sc.DrainTimeout)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, d := range drainers {
+		d.stop()
+	}
+	for _, g := range r.groups {
+		final.Committed[g] = r.cluster.Committed(t, g, r.topic)
+	}
+	r.logf("drained")
+	final.Letters = r.readLetters()
+	if slices.Contains(r.groups, GroupAdditive) {
+		final.Store = make(map[int32][]Entry)
+		for p := range end {
+			es, err := ReadLog(filepath.Join(r.dir, "store"), r.topic, p)
+			final.StoreErr = errors.Join(final.StoreErr, err)
+			final.Store[p] = es
+		}
+	}
+	return final
+}
+
+// drained reports whether group's position reached end in every
+// partition: its commit, or for the additive group its store's checkpoint,
+// from which CheckpointSkip resumes.
+func (r *run) drained(group string, end map[int32]int64) bool {
+	pos := r.cluster.Committed(r.t, group, r.topic)
+	if group == GroupAdditive {
+		store, err := NewStore(filepath.Join(r.dir, "store"))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		defer store.Close()
+		cps, err := store.Checkpoints(context.Background(), r.topic, slices.Collect(maps.Keys(end)))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		for p, cp := range cps {
+			pos[p] = max(pos[p], cp+1)
+		}
+	}
+	return maps.Equal(pos, end)
+}
+
+// readLetters reads the whole dead-letter topic.
+func (r *run) readLetters() []Letter {
+	t := r.t
+	end := r.cluster.EndOffsets(t, r.dlqTopic)
+	want := int64(0)
+	for _, o := range end {
+		want += o
+	}
+	if want == 0 {
+		return nil
+	}
+	cl := r.cluster.Client(t, kgo.ConsumeTopics(r.dlqTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxPartitionBytes(4<<20))
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var letters []Letter
+	for int64(len(letters)) < want {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			r.hist.problem("read %d of %d dead letters: %v", len(letters), want, err)
+			return letters
+		}
+		fs.EachError(func(_ string, _ int32, err error) { r.hist.problem("reading dead letters: %v", err) })
+		fs.EachRecord(func(rec *kgo.Record) {
+			l, err := dlq.Parse(rec)
+			if err != nil {
+				r.hist.problem("%v", err)
+			}
+			letters = append(letters, Letter{Letter: l, Key: string(rec.Key), NullKey: rec.Key == nil,
+				ValueSum: valueSum(rec.Value), NullValue: rec.Value == nil})
+		})
+	}
+	return letters
+}
+
+// memberSet is the members of a run.
+type memberSet struct {
+	r *run
+
+	mu       sync.Mutex
+	next     int
+	children []*child
+	inproc   []*inprocMember
+	stopping []*inprocMember // leaving in the background
+}
+
+// inprocMember is a member running in the test process.
+type inprocMember struct {
+	log    *memberLog
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *memberSet) config(group, kind string) memberConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	return memberConfig{
+		Name:     fmt.Sprintf("%s-%s%d", group, kind, s.next),
+		Group:    group,
+		Topic:    s.r.topic,
+		Brokers:  s.r.cluster.Addrs,
+		Registry: s.r.registry.URL(),
+		Dir:      s.r.dir,
+		Order:    s.r.sc.Order,
+		Timing:   s.r.sc.Timing,
+	}
+}
+
+func (s *memberSet) startChild(group string) error {
+	cfg := s.config(group, "p")
+	c, err := startChild(cfg, s.r.hist.member(cfg.Name, group), s.r.dir)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.children = append(s.children, c)
+	return nil
+}
+
+// randomChild takes a random child of group out of the set.
+func (s *memberSet) randomChild(group string, rng *rand.Rand) *child {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var idx []int
+	for i, c := range s.children {
+		if c.log.group == group {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	i := idx[rng.IntN(len(idx))]
+	c := s.children[i]
+	s.children = slices.Delete(s.children, i, i+1)
+	return c
+}
+
+func (s *memberSet) startInproc(group string) *inprocMember {
+	cfg := s.config(group, "g")
+	m := &inprocMember{log: s.r.hist.member(cfg.Name, group), done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	go func() {
+		defer close(m.done)
+		err := runMember(ctx, cfg, m.log.add, s.r.log.With("member", cfg.Name))
+		text := ""
+		if err != nil {
+			text = err.Error()
+		}
+		m.log.add(Event{Kind: Stopped, Time: time.Now().UnixNano(), Text: text})
+		m.log.ended(stopped)
+	}()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inproc = append(s.inproc, m)
+	return m
+}
+
+func (m *inprocMember) stop() {
+	m.cancel()
+	<-m.done
+}
+
+func (s *memberSet) inprocCount(group string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range s.inproc {
+		if m.log.group == group {
+			n++
+		}
+	}
+	return n
+}
+
+// stopRandomInproc stops a random in-process member of group in the
+// background.
+func (s *memberSet) stopRandomInproc(group string, rng *rand.Rand) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var idx []int
+	for i, m := range s.inproc {
+		if m.log.group == group {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return
+	}
+	i := idx[rng.IntN(len(idx))]
+	m := s.inproc[i]
+	s.inproc = slices.Delete(s.inproc, i, i+1)
+	s.stopping = append(s.stopping, m)
+	go m.cancel()
+}
+
+// stopAll stops every member gracefully and waits for them.
+func (s *memberSet) stopAll() error {
+	s.mu.Lock()
+	children, inproc := s.children, append(s.inproc, s.stopping...)
+	s.children, s.inproc, s.stopping = nil, nil, nil
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(children))
+	for i, c := range children {
+		wg.Go(func() { errs[i] = c.stop(time.Minute) })
+	}
+	for _, m := range inproc {
+		wg.Go(m.stop)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// String returns the summary as a few lines of text.
+func (s *Summary) String() string {
+	var b strings.Builder
+	rep := s.Report
+	fmt.Fprintf(&b, "scenario %s (faults %v, seed %d): %d records (%d good, %d bad) in %v, %v in all\n",
+		s.Scenario.Name, s.Scenario.Faults, s.Scenario.Seed, rep.Records, rep.Good, rep.Bad,
+		s.Scenario.Duration, s.Took.Round(time.Millisecond))
+	if len(rep.BadKinds) > 0 {
+		fmt.Fprintf(&b, "  bad input: %s\n", formatCounts(rep.BadKinds))
+	}
+	if len(rep.Faults) > 0 {
+		fmt.Fprintf(&b, "  faults injected: %s\n", formatCounts(rep.Faults))
+	}
+	for _, g := range rep.Groups {
+		fmt.Fprintf(&b, "  %s: lost %d, undrained %d, handled %d, dead-lettered %d, duplicates %d (bound %d), dead letters %d (%d duplicates), members %d, ownerships %d (%d ungraceful), partition losses %d",
+			g.Group, g.Lost, g.Undrained, g.Handled, g.DeadLettered, g.Duplicates, g.Bound, g.Letters, g.LetterDups,
+			g.Members, g.Epochs, g.Ungraceful, g.LostEvents)
+		if g.Group == GroupAdditive {
+			fmt.Fprintf(&b, ", store effects %d (%d handlings already applied), commits behind the store %d", g.StoreEntries, g.NotApplied, g.StaleCommits)
+		}
+		fmt.Fprintf(&b, ", violations %d\n", len(g.Violations)+g.violationsCut)
+	}
+	fmt.Fprintf(&b, "  max lag %d records, max produce-to-handle latency %v", s.MaxLag, rep.MaxLatency.Round(time.Millisecond))
+	return b.String()
+}
+
+func formatCounts[V int | int64](m map[string]V) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
