@@ -67,6 +67,7 @@ type replayPartition struct {
 	target int64        // the end recorded at start
 	next   atomic.Int64 // the offset after the last handled record; -1 if none and no snapshot
 	done   atomic.Bool
+	_      [32]byte // own cache line: partitions' goroutines store next for every record
 }
 
 var _ consumer.Strategy = (*FullReplay)(nil)
