@@ -31,6 +31,7 @@ import (
 	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/svc"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/lag"
 	"github.com/kconsumer/kconsumer/recovery"
 	"github.com/kconsumer/kconsumer/serde"
 )
@@ -97,7 +98,10 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	published := prometheus.NewCounter(prometheus.CounterOpts{Name: "alerts_published_total", Help: "Alerts published."})
 	web.Registry.MustRegister(published)
 	strategy := recovery.NewStateless()
-	obs := svc.NewObserver(web.Registry, *group, time.Minute)
+	monitor, err := lag.NewMonitor(lag.Group(*group), lag.Registerer(web.Registry), lag.WithReadiness(strategy), lag.WithDeadLetters(router))
+	if err != nil {
+		return err
+	}
 	h := serde.Handle(codec, func(ctx context.Context, r *kgo.Record, t telemetry.Telemetry) error {
 		if err := t.Validate(); err != nil {
 			return dlq.MarkPoison(err)
@@ -122,16 +126,17 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		consumer.Group(*group),
 		consumer.WithStrategy(strategy),
 		consumer.Use(router.Middleware()),
-		consumer.WithObserver(obs),
+		consumer.WithObserver(monitor),
 		consumer.WithLogger(logger),
-		consumer.ClientOpts(kgo.SessionTimeout(*session), kgo.HeartbeatInterval(min(3*time.Second, *session/10))),
+		consumer.ClientOpts(kgo.SessionTimeout(*session), kgo.HeartbeatInterval(min(3*time.Second, *session/10)), monitor.ClientHooks()),
 	)
 	if err != nil {
 		return err
 	}
-	web.Ready(strategy.Ready)
-	web.Health(obs.Healthy)
+	web.Ready(monitor.Ready)
+	web.Health(monitor.Healthy)
 	err = svc.Run(ctx, logger, web, cfg.HTTPAddr, c.Run)
+	monitor.Stopped(err)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if ferr := router.Flush(fctx); ferr != nil {

@@ -12,7 +12,7 @@
 //	GET /sensors        the last reading of every sensor, sorted by id
 //	GET /sensors/{id}   the last reading of one sensor, 404 if unknown
 //	GET /status         readiness, sensor count, skipped records and the
-//	                    offset reached on each partition
+//	                    next offset to handle on each partition
 //	GET /readyz         200 once caught up, 503 before
 //	GET /healthz        503 when records wait on a partition that does not move
 //	GET /metrics        Prometheus metrics
@@ -47,6 +47,7 @@ import (
 	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/svc"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/lag"
 	"github.com/kconsumer/kconsumer/recovery"
 	"github.com/kconsumer/kconsumer/serde"
 )
@@ -93,20 +94,24 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		opts = append(opts, recovery.Snapshots(&fileSnapshot{path: *snapshot, state: st}, *every))
 	}
 	replay := recovery.NewFullReplay(opts...)
-	obs := svc.NewObserver(web.Registry, "current", time.Minute)
+	monitor, err := lag.NewMonitor(lag.NoGroup("current"), lag.Registerer(web.Registry), lag.WithReadiness(replay))
+	if err != nil {
+		return err
+	}
 	c, err := consumer.New(consumer.HandlerFunc(st.handle),
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(telemetry.Topic),
 		consumer.WithStrategy(replay),
-		consumer.WithObserver(obs),
+		consumer.WithObserver(monitor),
+		consumer.ClientOpts(monitor.ClientHooks()),
 		consumer.WithLogger(logger),
 	)
 	if err != nil {
 		return err
 	}
 
-	web.Ready(replay.Ready)
-	web.Health(obs.Healthy)
+	web.Ready(monitor.Ready)
+	web.Health(monitor.Healthy)
 	web.Mux.HandleFunc("GET /sensors", func(w http.ResponseWriter, _ *http.Request) { svc.WriteJSON(w, st.all()) })
 	web.Mux.HandleFunc("GET /sensors/{id}", func(w http.ResponseWriter, r *http.Request) {
 		t, ok := st.get(r.PathValue("id"))
@@ -117,10 +122,12 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		svc.WriteJSON(w, t)
 	})
 	web.Mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		ready := replay.Ready()
-		svc.WriteJSON(w, status{Ready: ready == nil, NotReady: errString(ready), Sensors: st.len(), Skipped: st.skippedCount(), Positions: obs.Positions()})
+		ready := monitor.Ready()
+		svc.WriteJSON(w, status{Ready: ready == nil, NotReady: errString(ready), Sensors: st.len(), Skipped: st.skippedCount(), Positions: positions(monitor)})
 	})
-	return svc.Run(ctx, logger, web, cfg.HTTPAddr, c.Run)
+	err = svc.Run(ctx, logger, web, cfg.HTTPAddr, c.Run)
+	monitor.Stopped(err)
+	return err
 }
 
 // status is the body of GET /status.
@@ -130,6 +137,21 @@ type status struct {
 	Sensors   int                        `json:"sensors"`
 	Skipped   int64                      `json:"skipped"`
 	Positions map[string]map[int32]int64 `json:"positions"`
+}
+
+// positions returns, per partition, the next offset to handle.
+func positions(m *lag.Monitor) map[string]map[int32]int64 {
+	out := make(map[string]map[int32]int64)
+	for _, p := range m.Snapshot().Partitions {
+		if p.Processed < 0 {
+			continue
+		}
+		if out[p.Topic] == nil {
+			out[p.Topic] = make(map[int32]int64)
+		}
+		out[p.Topic][p.Partition] = p.Processed
+	}
+	return out
 }
 
 func errString(err error) string {

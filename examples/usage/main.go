@@ -40,6 +40,7 @@ import (
 	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/svc"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/lag"
 	"github.com/kconsumer/kconsumer/recovery"
 	"github.com/kconsumer/kconsumer/serde"
 )
@@ -163,7 +164,10 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 		return err
 	}
 	defer router.Close()
-	obs := svc.NewObserver(web.Registry, cfg.group, time.Minute)
+	monitor, err := lag.NewMonitor(lag.Group(cfg.group), lag.Registerer(web.Registry), lag.WithReadiness(skip), lag.WithDeadLetters(router))
+	if err != nil {
+		return err
+	}
 	c, err := consumer.New(serde.Handle(codec, st.apply),
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(telemetry.Topic),
@@ -177,15 +181,15 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 			}
 		}),
 		consumer.OnLost(st.lost),
-		consumer.WithObserver(obs),
+		consumer.WithObserver(monitor),
 		consumer.WithLogger(logger),
-		consumer.ClientOpts(sessionOpts(cfg.session)...),
+		consumer.ClientOpts(append(sessionOpts(cfg.session), monitor.ClientHooks())...),
 	)
 	if err != nil {
 		return err
 	}
-	web.Ready(skip.Ready)
-	web.Health(obs.Healthy)
+	web.Ready(monitor.Ready)
+	web.Health(monitor.Healthy)
 
 	// The inserter and the checkpoint writer outlive the consumer's drain.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
@@ -196,6 +200,7 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 		done <- struct{}{}
 	}()
 	err = svc.Run(ctx, logger, web, cfg.HTTPAddr, c.Run)
+	monitor.Stopped(err)
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -13,11 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/kconsumer/kconsumer/consumer"
 )
 
 func TestConfigReadsFlagsOverEnvironment(t *testing.T) {
@@ -136,41 +131,5 @@ func TestProbes(t *testing.T) {
 	healthy = nil
 	if get("/healthz") != http.StatusOK {
 		t.Error("/healthz stays unhealthy")
-	}
-}
-
-func TestObserverReportsLagAndStuckPartitions(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	o := NewObserver(reg, "g", time.Minute)
-	now := time.Unix(1000, 0)
-	o.now = func() time.Time { return now }
-	o.Rebalanced(consumer.Assigned, map[string][]int32{"t": {0, 1}})
-	rec := func(p int32, off int64) *kgo.Record { return &kgo.Record{Topic: "t", Partition: p, Offset: off} }
-	o.Polled(kgo.FetchTopicPartition{Topic: "t", FetchPartition: kgo.FetchPartition{Partition: 0, HighWatermark: 10, Records: []*kgo.Record{rec(0, 0)}}})
-	o.Handled(rec(0, 0), time.Millisecond, nil)
-	o.Handled(rec(0, 1), time.Millisecond, nil)
-	o.Handled(rec(0, 2), time.Millisecond, errors.New("retry"))
-	if got := testutil.ToFloat64(o.lag.WithLabelValues("g", "t", "0")); got != 8 {
-		t.Errorf("lag %v, want 10 - 2", got)
-	}
-	if got := testutil.ToFloat64(o.handled.WithLabelValues("g", "t", "error")); got != 1 {
-		t.Errorf("errors counted %v, want 1", got)
-	}
-	if pos := o.Positions(); len(pos["t"]) != 1 || pos["t"][0] != 2 {
-		t.Errorf("positions %v, want t/0 at 2", pos)
-	}
-	if err := o.Healthy(); err != nil {
-		t.Errorf("healthy right after progress: %v", err)
-	}
-	now = now.Add(2 * time.Minute)
-	if err := o.Healthy(); err == nil || !strings.Contains(err.Error(), "t/0") {
-		t.Errorf("records waiting two minutes: %v, want t/0 stuck", err)
-	}
-	o.Rebalanced(consumer.Revoked, map[string][]int32{"t": {0}})
-	if err := o.Healthy(); err != nil {
-		t.Errorf("a revoked partition still counts: %v", err)
-	}
-	if got := testutil.ToFloat64(o.assigned); got != 1 {
-		t.Errorf("partitions assigned %v, want 1", got)
 	}
 }
