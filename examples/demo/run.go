@@ -93,6 +93,14 @@ func run(ctx context.Context, cfg config, out io.Writer) (result, error) {
 		return res, err
 	}
 	if cfg.keep {
+		// The checks stopped the consumers; they come back to serve.
+		for _, s := range all {
+			if s.starts > 0 && !s.running() {
+				if err := s.start(); err != nil {
+					return res, err
+				}
+			}
+		}
 		d.printEndpoints()
 		<-ctx.Done()
 	}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 func TestConfigReadsFlagsOverEnvironment(t *testing.T) {
