@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	group := fs.String("group", "alerts", "consumer group")
 	topic := fs.String("topic", telemetry.AlertsTopic, "topic to publish alerts to")
 	site := telemetry.DefaultSite
-	fs.Var(&site, "site", "the site's boundary as lat,lon;lat,lon;... (default "+telemetry.DefaultSite.String()+")")
+	fs.Var(&site, "site", "the site's boundary as lat,lon;lat,lon;...")
 	session := fs.Duration("session-timeout", 45*time.Second, "group session timeout: how long a killed member keeps its partitions")
 	if err := svc.Parse(fs, args); err != nil {
 		return err

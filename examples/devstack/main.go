@@ -36,9 +36,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg svc.Config
 	cfg.Register(fs, "127.0.0.1:8090", 0)
 	var st devstack.Config
-	fs.StringVar(&st.KafkaAddr, "kafka", unlessSet("KAFKA_BROKERS", "127.0.0.1:9092"), `Kafka listen address (loopback only); "" skips it (default "" when $KAFKA_BROKERS is set)`)
-	fs.StringVar(&st.RegistryAddr, "registry", unlessSet("SCHEMA_REGISTRY_URL", "127.0.0.1:8081"), `Schema Registry listen address; "" skips it (default "" when $SCHEMA_REGISTRY_URL is set)`)
-	fs.StringVar(&st.MongoAddr, "mongo", unlessSet("MONGODB_URI", "127.0.0.1:27017"), `MongoDB listen address; "" skips it (default "" when $MONGODB_URI is set)`)
+	fs.StringVar(&st.KafkaAddr, "kafka", unlessSet("KAFKA_BROKERS", "127.0.0.1:9092"), `Kafka listen address (loopback only); "" skips it, the default when $KAFKA_BROKERS is set`)
+	fs.StringVar(&st.RegistryAddr, "registry", unlessSet("SCHEMA_REGISTRY_URL", "127.0.0.1:8081"), `Schema Registry listen address; "" skips it, the default when $SCHEMA_REGISTRY_URL is set`)
+	fs.StringVar(&st.MongoAddr, "mongo", unlessSet("MONGODB_URI", "127.0.0.1:27017"), `MongoDB listen address; "" skips it, the default when $MONGODB_URI is set`)
 	fs.StringVar(&st.DataDir, "data", "devstack-data", "directory of MongoDB's SQLite files")
 	keep := fs.Bool("keep-data", false, "keep the MongoDB data of an earlier run (by default its *.sqlite files are removed, since Kafka starts empty)")
 	partitions := fs.Int("partitions", 16, "partitions of the topics created at start")

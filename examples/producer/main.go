@@ -135,7 +135,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.start, "start", "", "timestamp of the first readings, RFC 3339 (default now)")
 	fs.StringVar(&cfg.truth, "truth", "ground-truth.json", "file to write the ground truth to; empty skips it")
 	fs.IntVar(&cfg.partitions, "partitions", 16, "partitions of sensor-data if the producer creates it")
-	fs.Var(&cfg.site, "site", "the site's boundary as lat,lon;lat,lon;... (default "+telemetry.DefaultSite.String()+")")
+	fs.Var(&cfg.site, "site", "the site's boundary as lat,lon;lat,lon;...")
 	if err := svc.Parse(fs, args); err != nil {
 		return cfg, err
 	}
