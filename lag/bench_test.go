@@ -4,17 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
 	"github.com/kconsumer/kconsumer/lag"
 )
 
@@ -83,76 +81,18 @@ const (
 	benchRecords    = 100_000
 )
 
-var (
-	benchOnce    sync.Once
-	benchCluster *kfake.Cluster
-	benchErr     error
-	benchGroups  atomic.Int64
-	benchEnds    [benchPartitions]int64
-)
-
-// benchBroker starts, once per process, an in-process broker holding
-// benchRecords records of 100 bytes over benchPartitions partitions.
-func benchBroker(b *testing.B) []string {
-	b.Helper()
-	benchOnce.Do(func() {
-		benchCluster, benchErr = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(benchPartitions, benchTopic))
-		if benchErr != nil {
-			return
-		}
-		var cl *kgo.Client
-		cl, benchErr = kgo.NewClient(kgo.SeedBrokers(benchCluster.ListenAddrs()...), kgo.ProducerBatchMaxBytes(1<<20))
-		if benchErr != nil {
-			return
-		}
-		defer cl.Close()
-		value := make([]byte, 100)
-		var wg sync.WaitGroup
-		var once sync.Once
-		for i := range benchRecords {
-			wg.Add(1)
-			cl.Produce(context.Background(), &kgo.Record{Topic: benchTopic, Key: fmt.Appendf(nil, "k%d", i%1000), Value: value},
-				func(_ *kgo.Record, err error) {
-					if err != nil {
-						once.Do(func() { benchErr = err })
-					}
-					wg.Done()
-				})
-		}
-		wg.Wait()
-		if benchErr != nil {
-			return
-		}
-		var ends kadm.ListedOffsets
-		ends, benchErr = kadm.NewClient(cl).ListEndOffsets(context.Background(), benchTopic)
-		ends.Each(func(o kadm.ListedOffset) { benchEnds[o.Partition] = o.Offset })
-	})
-	if benchErr != nil {
-		b.Fatal(benchErr)
-	}
-	return benchCluster.ListenAddrs()
-}
+var benchGroups atomic.Int64
 
 // readAll reads the whole topic in a new group with a handler that only
 // counts, and returns how long it took from creating the client to handling
 // the last record.
-func readAll(b *testing.B, addrs []string, opts ...consumer.Opt) time.Duration {
+func readAll(b *testing.B, addrs []string, ends []int64, opts ...consumer.Opt) time.Duration {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var counts [benchPartitions]struct {
-		n int64
-		_ [56]byte
-	}
-	var remaining atomic.Int64
-	remaining.Store(benchPartitions)
 	var last time.Time
-	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
-		c := &counts[r.Partition]
-		if c.n++; c.n == benchEnds[r.Partition] && remaining.Add(-1) == 0 {
-			last = time.Now()
-			cancel()
-		}
-		return nil
+	h := kafkatest.UntilEnd(ends, func() {
+		last = time.Now()
+		cancel()
 	})
 	start := time.Now()
 	c, err := consumer.New(h, append([]consumer.Opt{
@@ -167,8 +107,8 @@ func readAll(b *testing.B, addrs []string, opts ...consumer.Opt) time.Duration {
 	if err := c.Run(ctx); err != nil {
 		b.Fatal(err)
 	}
-	if remaining.Load() != 0 {
-		b.Fatalf("%d partitions not read to the end", remaining.Load())
+	if last.IsZero() {
+		b.Fatal("the topic was not read to the end")
 	}
 	return last.Sub(start)
 }
@@ -190,13 +130,13 @@ func (noopObserver) Paused(string, int32, bool)                    {}
 // Consumer's: noop-ratio is the Consumer's own cost of observing,
 // monitor-ratio adds the Monitor's.
 func BenchmarkConsumerWithMonitorRatio(b *testing.B) {
-	addrs := benchBroker(b)
+	addrs, ends := kafkatest.SharedTopic(b, benchTopic, benchPartitions, benchRecords, 100, 1000)
 	var bare, noop, monitored time.Duration
 	for b.Loop() {
-		bare += readAll(b, addrs)
-		noop += readAll(b, addrs, consumer.WithObserver(noopObserver{}))
+		bare += readAll(b, addrs, ends)
+		noop += readAll(b, addrs, ends, consumer.WithObserver(noopObserver{}))
 		m := newMonitor(b, lag.Group(group), lag.Registerer(prometheus.NewRegistry()))
-		monitored += readAll(b, addrs, consumer.WithObserver(m), consumer.ClientOpts(m.ClientHooks()))
+		monitored += readAll(b, addrs, ends, consumer.WithObserver(m), consumer.ClientOpts(m.ClientHooks()))
 	}
 	b.ReportMetric(bare.Seconds()/noop.Seconds(), "noop-ratio")
 	b.ReportMetric(bare.Seconds()/monitored.Seconds(), "monitor-ratio")
