@@ -100,18 +100,20 @@ func TestSoak(t *testing.T) {
 		t.Skip("set -chaos.duration to soak")
 	}
 	sc := Scenario{
-		Name:         "soak",
-		Faults:       AllFaults,
-		Duration:     *soakDuration,
-		Rate:         150,
-		Partitions:   6,
-		Groups:       []string{GroupStateless, GroupAdditive},
-		Children:     1,
-		Members:      1,
-		Seed:         scenarioSeed(t),
-		HugeEvery:    30 * time.Second,
-		DrainTimeout: 5 * time.Minute,
-		Log:          os.Stderr,
+		Name:          "soak",
+		Faults:        AllFaults,
+		Duration:      *soakDuration,
+		Rate:          150,
+		Partitions:    6,
+		Groups:        []string{GroupStateless, GroupAdditive},
+		Children:      1,
+		Members:       1,
+		Seed:          scenarioSeed(t),
+		Pace:          10,
+		HugeEvery:     30 * time.Second,
+		DrainTimeout:  5 * time.Minute,
+		Log:           os.Stderr,
+		ProgressEvery: 15 * time.Second,
 	}
 	s := Run(t, sc)
 	t.Logf("\n%s", s)

@@ -284,7 +284,7 @@ func memberEpochs(gr *GroupReport, m memberLog, commits map[int32][]commitEvent)
 			}
 		case Revoked, Lost:
 			end := epochRevoked
-			if ev.Kind == Lost {
+			if ev.Kind == Lost && len(ev.Partitions) > 0 {
 				end = epochLost
 				gr.LostEvents++
 			}
@@ -385,20 +385,27 @@ func checkEpoch(gr *GroupReport, e *epoch, opts CheckOpts) {
 // had been accepted, except by a member that had lost the partition without
 // knowing it and never committed the record.
 func checkRedelivery(gr *GroupReport, occs map[recordID][]*occurrence, commits map[int32][]commitEvent) {
-	for p := range commits {
-		slices.SortFunc(commits[p], func(a, b commitEvent) int { return cmp.Compare(a.time, b.time) })
+	// best[p][i] is the highest of the first i+1 commits of p, by time.
+	best := make(map[int32][]commitEvent, len(commits))
+	for p, cs := range commits {
+		slices.SortFunc(cs, func(a, b commitEvent) int { return cmp.Compare(a.time, b.time) })
+		b := make([]commitEvent, len(cs))
+		for i, c := range cs {
+			b[i] = c
+			if i > 0 && b[i-1].offset >= c.offset {
+				b[i] = b[i-1]
+			}
+		}
+		best[p] = b
 	}
-	// maxBefore returns the highest commit of p accepted before t.
+	// maxBefore returns the highest commit of p accepted before t, and when.
 	maxBefore := func(p int32, t int64) (int64, int64) {
 		cs := commits[p]
 		i := sort.Search(len(cs), func(i int) bool { return cs[i].time >= t })
-		best, at := int64(-1), int64(0)
-		for _, c := range cs[:i] {
-			if c.offset > best {
-				best, at = c.offset, c.time
-			}
+		if i == 0 {
+			return -1, 0
 		}
-		return best, at
+		return best[p][i-1].offset, best[p][i-1].time
 	}
 	for id, os := range occs {
 		for _, o := range os {

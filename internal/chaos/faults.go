@@ -82,8 +82,9 @@ func (f Fault) String() string {
 }
 
 // bursts alternates stormy and calm periods, with on set while stormy,
-// until ctx is done; it leaves on false.
-func bursts(ctx context.Context, rng *rand.Rand, on *atomic.Bool, stormy, calm [2]time.Duration) {
+// until ctx is done; it leaves on false. Calm periods are stretched by the
+// scenario's pace.
+func (r *run) bursts(ctx context.Context, rng *rand.Rand, on *atomic.Bool, stormy, calm [2]time.Duration) {
 	defer on.Store(false)
 	for {
 		on.Store(true)
@@ -91,10 +92,15 @@ func bursts(ctx context.Context, rng *rand.Rand, on *atomic.Bool, stormy, calm [
 			return
 		}
 		on.Store(false)
-		if !sleep(ctx, between(rng, calm)) {
+		if !sleep(ctx, r.paced(between(rng, calm))) {
 			return
 		}
 	}
+}
+
+// paced stretches a pause between faults by the scenario's pace.
+func (r *run) paced(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * max(1, r.sc.Pace))
 }
 
 func between(rng *rand.Rand, d [2]time.Duration) time.Duration {
@@ -144,7 +150,7 @@ func (r *run) injectBrokerErrors(ctx context.Context, rng *rand.Rand, share floa
 			hs = append(hs, installed{fmt.Sprintf("broker %s %s", k.key.Name(), e.Message), h})
 		}
 	}
-	bursts(ctx, rng, &on, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond}, [2]time.Duration{200 * time.Millisecond, 700 * time.Millisecond})
+	r.bursts(ctx, rng, &on, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond}, [2]time.Duration{200 * time.Millisecond, 700 * time.Millisecond})
 	for _, i := range hs {
 		i.h.Remove()
 		r.hist.fault(i.label, int64(i.h.Hits()))
@@ -199,7 +205,7 @@ func (r *run) injectSlow(ctx context.Context, rng *rand.Rand) {
 		r.cluster.SleepControl(func() { time.Sleep(d) })
 		return nil, nil, false
 	})
-	bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{200 * time.Millisecond, 600 * time.Millisecond})
+	r.bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{200 * time.Millisecond, 600 * time.Millisecond})
 	off.Store(true)
 	r.hist.fault("slow response", n.Load())
 }
@@ -242,7 +248,7 @@ func (r *run) injectTimeouts(ctx context.Context, rng *rand.Rand) {
 			{key: kmsg.Produce, topic: r.dlqTopic, errs: []*kerr.Error{kerr.RequestTimedOut}},
 		})
 	}()
-	bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond})
+	r.bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond})
 	off.Store(true)
 	<-done
 	r.hist.fault("dropped connection", drops.Load())
@@ -254,7 +260,7 @@ func (r *run) injectTimeouts(ctx context.Context, rng *rand.Rand) {
 // its partitions while it still handles their records.
 func (r *run) injectExpiry(ctx context.Context, rng *rand.Rand) {
 	stall := 2 * r.sc.Timing.Session
-	for sleep(ctx, between(rng, [2]time.Duration{time.Second, 2500 * time.Millisecond})) {
+	for sleep(ctx, r.paced(between(rng, [2]time.Duration{time.Second, 2500 * time.Millisecond}))) {
 		group := r.groups[rng.IntN(len(r.groups))]
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		described, err := r.cluster.Admin.DescribeGroups(dctx, group)
@@ -317,7 +323,7 @@ func (r *run) injectRegistry(ctx context.Context, rng *rand.Rand) {
 			break
 		}
 		r.registry.SetFault(nil)
-		if !sleep(ctx, between(rng, [2]time.Duration{200 * time.Millisecond, 700 * time.Millisecond})) {
+		if !sleep(ctx, r.paced(between(rng, [2]time.Duration{200 * time.Millisecond, 700 * time.Millisecond}))) {
 			break
 		}
 	}
@@ -349,7 +355,7 @@ func (r *run) injectSink(ctx context.Context, rng *rand.Rand) {
 			r.hist.problem("setting the sink: %v", err)
 			return
 		}
-		if !sleep(ctx, between(rng, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond})) {
+		if !sleep(ctx, r.paced(between(rng, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond}))) {
 			return
 		}
 	}
@@ -358,7 +364,7 @@ func (r *run) injectSink(ctx context.Context, rng *rand.Rand) {
 // injectKills SIGKILLs a random member process of each group in turn every
 // 300 to 900 ms and starts another in its place.
 func (r *run) injectKills(ctx context.Context, rng *rand.Rand) {
-	for i := 0; sleep(ctx, between(rng, [2]time.Duration{300 * time.Millisecond, 900 * time.Millisecond})); i++ {
+	for i := 0; sleep(ctx, r.paced(between(rng, [2]time.Duration{300 * time.Millisecond, 900 * time.Millisecond}))); i++ {
 		c := r.members.randomChild(r.groups[i%len(r.groups)], rng)
 		if c == nil {
 			continue
@@ -376,7 +382,7 @@ func (r *run) injectKills(ctx context.Context, rng *rand.Rand) {
 // keeping between one and stormMax members per group.
 func (r *run) injectStorm(ctx context.Context, rng *rand.Rand) {
 	const stormMax = 4
-	for sleep(ctx, between(rng, [2]time.Duration{100 * time.Millisecond, 400 * time.Millisecond})) {
+	for sleep(ctx, r.paced(between(rng, [2]time.Duration{100 * time.Millisecond, 400 * time.Millisecond}))) {
 		group := r.groups[rng.IntN(len(r.groups))]
 		n := r.members.inprocCount(group)
 		if n <= 1 || n < stormMax && rng.IntN(2) == 0 {

@@ -44,6 +44,9 @@ type Scenario struct {
 	Order      consumer.Ordering
 	Seed       uint64
 	Timing     Timing
+	// Pace stretches the pauses between faults: 1 (or 0) for the tempo of
+	// the short scenarios, more for a soak that must keep making progress.
+	Pace float64
 	// HugeEvery is how often a huge record may be produced with BadInput;
 	// 0 means once per run.
 	HugeEvery time.Duration
@@ -51,6 +54,9 @@ type Scenario struct {
 	DrainTimeout time.Duration
 	// Log receives progress lines; nil for none.
 	Log io.Writer
+	// ProgressEvery is how often the lag is logged while faults run; 0
+	// for never.
+	ProgressEvery time.Duration
 }
 
 // Summary is what a run did and found.
@@ -167,7 +173,6 @@ func Run(t testing.TB, sc Scenario) *Summary {
 	final := r.drain()
 	rep := Check(r.hist, final, CheckOpts{Topic: topic, Order: sc.Order})
 	s := &Summary{Scenario: sc, Report: rep, MaxLag: r.maxLag.Load(), Took: time.Since(began)}
-	r.logf("%s", s)
 	for _, v := range rep.Violations() {
 		t.Error(v)
 	}
@@ -232,10 +237,13 @@ func (r *run) chaos(wl *workload) {
 	wg.Wait()
 }
 
-// sampleLag records the largest lag of any group every 250 ms.
+// sampleLag records the largest lag of any group every 250 ms, and logs
+// the progress every ProgressEvery.
 func (r *run) sampleLag(ctx context.Context) {
+	began, logged := time.Now(), time.Now()
 	for sleep(ctx, 250*time.Millisecond) {
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		lags := make(map[string]int64)
 		ends, err := r.cluster.Admin.ListEndOffsets(lctx, r.topic)
 		for _, g := range r.groups {
 			if err != nil {
@@ -253,6 +261,7 @@ func (r *run) sampleLag(ctx context.Context) {
 				}
 				lag += max(0, o.Offset-c)
 			})
+			lags[g] = lag
 			for {
 				m := r.maxLag.Load()
 				if lag <= m || r.maxLag.CompareAndSwap(m, lag) {
@@ -261,6 +270,11 @@ func (r *run) sampleLag(ctx context.Context) {
 			}
 		}
 		cancel()
+		if r.sc.ProgressEvery > 0 && time.Since(logged) >= r.sc.ProgressEvery {
+			logged = time.Now()
+			records, _, faults, _ := r.hist.counts()
+			r.logf("%v: %d records produced, %d faults injected, lag %s", time.Since(began).Round(time.Second), records, faults, formatCounts(lags))
+		}
 	}
 }
 

@@ -434,6 +434,17 @@ func (m *memberLog) ended(how ending) {
 	m.end = how
 }
 
+// counts returns how many records were produced, members started and
+// faults injected so far.
+func (h *History) counts() (records, members int, faults int64, problems int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.faults {
+		faults += n
+	}
+	return len(h.records), len(h.members), faults, len(h.problems)
+}
+
 // snapshot returns copies of what the checker needs.
 func (h *History) snapshot() (records []Produced, members []memberLog, faults map[string]int64, problems []string) {
 	h.mu.Lock()

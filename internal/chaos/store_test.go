@@ -1,0 +1,111 @@
+//go:build unix
+
+package chaos
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func TestStoreAppliesEachOffsetOnceAcrossWriters(t *testing.T) {
+	dir := t.TempDir()
+	const n = 300
+	var wg sync.WaitGroup
+	applied := make([]int, 3)
+	for w := range applied {
+		// Each writer has its own Store, as members in different
+		// processes do, and applies the partition's records in order.
+		s, err := NewStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		wg.Go(func() {
+			for o := range int64(n) {
+				ok, err := s.Apply(context.Background(), topic, 0, o, "k", o)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok {
+					applied[w]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	es, err := ReadLog(dir, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != n || applied[0]+applied[1]+applied[2] != n {
+		t.Fatalf("%d entries, %v applied by each writer; want %d in all", len(es), applied, n)
+	}
+	for i, e := range es {
+		if e.Offset != int64(i) || e.Amount != int64(i) {
+			t.Fatalf("entry %d is %+v", i, e)
+		}
+	}
+}
+
+func TestStoreCutsATornTail(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for o := range int64(3) {
+		if _, err := s.Apply(ctx, topic, 1, o, "k", 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, logName(topic, 1)), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("3 6b"); err != nil { // a machine crash mid-line
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := ReadLog(dir, topic, 1); err == nil {
+		t.Fatal("ReadLog accepted a torn line")
+	}
+
+	other, err := NewStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	cps, err := other.Checkpoints(ctx, topic, []int32{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cps) != 1 || cps[1] != 2 {
+		t.Fatalf("checkpoints %v, want only partition 1 at 2", cps)
+	}
+	if ok, err := other.Apply(ctx, topic, 1, 3, "k", 5); !ok || err != nil {
+		t.Fatalf("Apply after the torn line: %v, %v", ok, err)
+	}
+	es, err := ReadLog(dir, topic, 1)
+	if err != nil || len(es) != 4 || es[3] != (Entry{3, "k", 5}) {
+		t.Fatalf("log %+v, %v", es, err)
+	}
+}
+
+func TestStoreRefusesACancelledContext(t *testing.T) {
+	s, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if ok, err := s.Apply(ctx, topic, 0, 0, "k", 1); ok || err == nil {
+		t.Fatalf("Apply with a cancelled context: %v, %v", ok, err)
+	}
+}
