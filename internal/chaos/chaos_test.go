@@ -61,7 +61,8 @@ func TestScenarios(t *testing.T) {
 		faults Fault
 		adjust func(*Scenario)
 	}{
-		{"kill", Kill, func(sc *Scenario) { sc.Children, sc.Members = 2, 0 }},
+		// Slow records keep work in hand when the kills land.
+		{"kill", Kill, func(sc *Scenario) { sc.Children, sc.Members, sc.SlowEvery = 2, 0, 25 }},
 		{"storm", Storm, func(sc *Scenario) { sc.Members = 1 }},
 		// With KeyOrder, records of a partition finish out of offset order,
 		// which a store with one checkpoint per partition cannot follow

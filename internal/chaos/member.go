@@ -32,15 +32,21 @@ const (
 // memberConfig is what a member needs to run; child processes get it as
 // JSON in their environment.
 type memberConfig struct {
-	Name     string
-	Group    string
-	Topic    string
-	Brokers  []string
-	Registry string
-	Dir      string // the run's directory: the store and the sink control
-	Order    consumer.Ordering
-	Timing   Timing
+	Name      string
+	Group     string
+	Topic     string
+	Brokers   []string
+	Registry  string
+	Dir       string // the run's directory: the store and the sink control
+	Order     consumer.Ordering
+	Timing    Timing
+	SlowEvery int // every SlowEvery-th offset takes slowTime to handle; 0 for none
 }
+
+// slowTime is how long a slow record takes: longer than the commit
+// interval, so that a crash finds it in hand with earlier offsets
+// committed.
+const slowTime = 300 * time.Millisecond
 
 // Timing holds the group and retry timings of members.
 type Timing struct {
@@ -129,6 +135,11 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 		if v.Key != string(r.Key) {
 			return dlq.MarkPoison(fmt.Errorf("value names key %q, the record has %q", v.Key, r.Key))
 		}
+		if cfg.SlowEvery > 0 && r.Offset%int64(cfg.SlowEvery) == 0 {
+			if !sleep(ctx, slowTime) {
+				return ctx.Err()
+			}
+		}
 		mode := sink.current()
 		switch mode {
 		case sinkFail:
@@ -136,11 +147,7 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 			return dlq.MarkRetriable(errSinkDown)
 		case sinkSlow:
 			at(Event{Kind: SinkFault, Text: string(mode)})
-			timer := time.NewTimer(sinkDelay)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				timer.Stop()
+			if !sleep(ctx, sinkDelay) {
 				return ctx.Err()
 			}
 		}

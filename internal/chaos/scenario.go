@@ -44,6 +44,10 @@ type Scenario struct {
 	Order      consumer.Ordering
 	Seed       uint64
 	Timing     Timing
+	// SlowEvery makes every SlowEvery-th offset of a partition take 300 ms
+	// to handle, longer than the commit interval, as a sink's tail latency
+	// would; 0 for none.
+	SlowEvery int
 	// Pace stretches the pauses between faults: 1 (or 0) for the tempo of
 	// the short scenarios, more for a soak that must keep making progress.
 	Pace float64
@@ -398,14 +402,15 @@ func (s *memberSet) config(group, kind string) memberConfig {
 	defer s.mu.Unlock()
 	s.next++
 	return memberConfig{
-		Name:     fmt.Sprintf("%s-%s%d", group, kind, s.next),
-		Group:    group,
-		Topic:    s.r.topic,
-		Brokers:  s.r.cluster.Addrs,
-		Registry: s.r.registry.URL(),
-		Dir:      s.r.dir,
-		Order:    s.r.sc.Order,
-		Timing:   s.r.sc.Timing,
+		Name:      fmt.Sprintf("%s-%s%d", group, kind, s.next),
+		Group:     group,
+		Topic:     s.r.topic,
+		Brokers:   s.r.cluster.Addrs,
+		Registry:  s.r.registry.URL(),
+		Dir:       s.r.dir,
+		Order:     s.r.sc.Order,
+		Timing:    s.r.sc.Timing,
+		SlowEvery: s.r.sc.SlowEvery,
 	}
 }
 
