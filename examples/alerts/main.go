@@ -69,17 +69,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return svc.Usagef("-session-timeout must be positive")
 	}
 	logger := cfg.Logger(stderr, "alerts")
-	if err := svc.PingKafka(ctx, cfg.Brokers, cfg.DialTimeout); err != nil {
-		return err
-	}
-	if err := svc.PingRegistry(ctx, cfg.RegistryURL, cfg.DialTimeout); err != nil {
-		return err
-	}
-	reg, err := serde.NewRegistry(cfg.RegistryURL)
-	if err != nil {
-		return err
-	}
-	codec, err := serde.NewAvro[telemetry.Telemetry](reg, telemetry.Schema)
+	codec, err := cfg.TelemetryCodec(ctx)
 	if err != nil {
 		return err
 	}

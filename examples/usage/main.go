@@ -113,10 +113,8 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		name = "usage-naive"
 	}
 	logger := cfg.Logger(stderr, name)
-	if err := svc.PingKafka(ctx, cfg.Brokers, cfg.DialTimeout); err != nil {
-		return err
-	}
-	if err := svc.PingRegistry(ctx, cfg.RegistryURL, cfg.DialTimeout); err != nil {
+	codec, err := cfg.TelemetryCodec(ctx)
+	if err != nil {
 		return err
 	}
 	mc, err := svc.ConnectMongo(ctx, cfg.MongoURI, cfg.DialTimeout)
@@ -124,14 +122,6 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer mc.Disconnect(context.Background())
-	reg, err := serde.NewRegistry(cfg.RegistryURL)
-	if err != nil {
-		return err
-	}
-	codec, err := serde.NewAvro[telemetry.Telemetry](reg, telemetry.Schema)
-	if err != nil {
-		return err
-	}
 	web := svc.NewHTTP()
 	if cfg.naive {
 		return runNaive(ctx, cfg, logger, web, codec, mc.Database(cfg.database))

@@ -13,6 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/serde"
 )
 
 // An UnreachableError says a dependency did not answer at start.
@@ -104,4 +107,20 @@ func redact(uri string) string {
 		return "the configured URI"
 	}
 	return u.Redacted()
+}
+
+// TelemetryCodec checks that Kafka and the Schema Registry answer, and
+// returns the codec of the telemetry readings.
+func (c Config) TelemetryCodec(ctx context.Context) (*serde.Avro[telemetry.Telemetry], error) {
+	if err := PingKafka(ctx, c.Brokers, c.DialTimeout); err != nil {
+		return nil, err
+	}
+	if err := PingRegistry(ctx, c.RegistryURL, c.DialTimeout); err != nil {
+		return nil, err
+	}
+	reg, err := serde.NewRegistry(c.RegistryURL)
+	if err != nil {
+		return nil, err
+	}
+	return serde.NewAvro[telemetry.Telemetry](reg, telemetry.Schema)
 }
