@@ -376,7 +376,7 @@ func checkEpoch(gr *GroupReport, e *epoch, opts CheckOpts) {
 		next++
 	}
 	if e.commit < next {
-		gr.violate("member %s: partition %d %s gracefully with offsets up to %d handled, but its last accepted commit is %d",
+		gr.violate("member %s: partition %d %s gracefully after handling offsets up to %d, but its last accepted commit asks to read %d next",
 			e.member, e.partition, e.end, next-1, e.commit)
 	}
 }

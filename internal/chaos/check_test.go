@@ -140,7 +140,7 @@ func TestCheckFindsAGracefulRevokeThatLeftRecordsUncommitted(t *testing.T) {
 	s := newSynth(4)
 	s.member("a", GroupStateless, "A", "h0", "h1", "c1", "R", "S")
 	s.member("b", GroupStateless, "A", "h1", "h2", "h3", "c4", "R", "S")
-	wantViolation(t, s.check(GroupStateless, Final{}), "revoked gracefully with offsets up to 1 handled, but its last accepted commit is 1")
+	wantViolation(t, s.check(GroupStateless, Final{}), "revoked gracefully after handling offsets up to 1, but its last accepted commit asks to read 1 next")
 }
 
 func TestCheckExcusesARevokeWhoseCommitFailed(t *testing.T) {

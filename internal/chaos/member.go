@@ -117,7 +117,6 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	}
 	defer router.Close()
 
-	sink := &sinkControl{path: sinkControlPath(cfg.Dir)}
 	var store *Store
 	var strategy consumer.Strategy = recovery.NewStateless()
 	if cfg.Group == GroupAdditive {
@@ -131,42 +130,8 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	}
 
 	rec := &recorder{at: at, inHand: make(map[int32]int)}
-	apply := func(ctx context.Context, r *kgo.Record, v reading) error {
-		if v.Key != string(r.Key) {
-			return dlq.MarkPoison(fmt.Errorf("value names key %q, the record has %q", v.Key, r.Key))
-		}
-		if cfg.SlowEvery > 0 && r.Offset%int64(cfg.SlowEvery) == 0 {
-			if !sleep(ctx, slowTime) {
-				return ctx.Err()
-			}
-		}
-		mode := sink.current()
-		switch mode {
-		case sinkFail:
-			at(Event{Kind: SinkFault, Text: string(mode)})
-			return dlq.MarkRetriable(errSinkDown)
-		case sinkSlow:
-			at(Event{Kind: SinkFault, Text: string(mode)})
-			if !sleep(ctx, sinkDelay) {
-				return ctx.Err()
-			}
-		}
-		applied := true
-		if store != nil {
-			var err error
-			if applied, err = store.Apply(ctx, r.Topic, r.Partition, r.Offset, v.Key, v.Amount); err != nil {
-				return dlq.MarkRetriable(err)
-			}
-		}
-		if mode == sinkLostAck {
-			at(Event{Kind: SinkFault, Text: string(mode)})
-			return dlq.MarkRetriable(errAckLost)
-		}
-		d := ctx.Value(doneKey{}).(*done)
-		*d = done{ok: true, key: v.Key, seq: v.Seq, applied: applied}
-		return nil
-	}
-	decode := serde.Handle(codec, apply)
+	h := &handler{at: at, slowEvery: cfg.SlowEvery, sink: &sinkControl{path: sinkControlPath(cfg.Dir)}, store: store}
+	decode := serde.Handle(codec, h.apply)
 	handler := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		if len(r.Key) == 0 {
 			return dlq.MarkPoison(errNoKey)
@@ -205,6 +170,51 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	fctx, cancel := context.WithTimeout(context.Background(), t.DLQWrite)
 	defer cancel()
 	return errors.Join(err, router.Flush(fctx))
+}
+
+// handler handles the decoded good records of a member.
+type handler struct {
+	at        func(Event)
+	slowEvery int
+	sink      *sinkControl
+	store     *Store // the additive group's; nil for the stateless group
+}
+
+// apply checks a record, plays the sink's fault, adds the record to the
+// store if there is one, and tells the recording middleware that it is
+// done.
+func (h *handler) apply(ctx context.Context, r *kgo.Record, v reading) error {
+	if v.Key != string(r.Key) {
+		return dlq.MarkPoison(fmt.Errorf("value names key %q, the record has %q", v.Key, r.Key))
+	}
+	if h.slowEvery > 0 && r.Offset%int64(h.slowEvery) == 0 && !sleep(ctx, slowTime) {
+		return ctx.Err()
+	}
+	mode := h.sink.current()
+	switch mode {
+	case sinkFail:
+		h.at(Event{Kind: SinkFault, Text: string(mode)})
+		return dlq.MarkRetriable(errSinkDown)
+	case sinkSlow:
+		h.at(Event{Kind: SinkFault, Text: string(mode)})
+		if !sleep(ctx, sinkDelay) {
+			return ctx.Err()
+		}
+	}
+	applied := true
+	if h.store != nil {
+		var err error
+		if applied, err = h.store.Apply(ctx, r.Topic, r.Partition, r.Offset, v.Key, v.Amount); err != nil {
+			return dlq.MarkRetriable(err)
+		}
+	}
+	if mode == sinkLostAck {
+		h.at(Event{Kind: SinkFault, Text: string(mode)})
+		return dlq.MarkRetriable(errAckLost)
+	}
+	d := ctx.Value(doneKey{}).(*done)
+	*d = done{ok: true, key: v.Key, seq: v.Seq, applied: applied}
+	return nil
 }
 
 // recorder is the outermost middleware: once a record is done, it reports

@@ -340,7 +340,12 @@ func (r *run) drained(group string, end map[int32]int64) bool {
 			pos[p] = max(pos[p], cp+1)
 		}
 	}
-	return maps.Equal(pos, end)
+	for p, e := range end {
+		if pos[p] != e {
+			return false
+		}
+	}
+	return true
 }
 
 // readLetters reads the whole dead-letter topic.
