@@ -80,7 +80,7 @@ func TestScenarios(t *testing.T) {
 		{"sink-faults", SinkFaults | Storm, nil},
 		{"session-expiry", SessionExpiry, nil},
 		{"bad-input", BadInput, nil},
-		{"all", AllFaults, func(sc *Scenario) { sc.Children, sc.Members = 1, 1 }},
+		{"all", AllFaults, func(sc *Scenario) { sc.Children, sc.Members, sc.Pace = 1, 1, 3 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,5 +1,5 @@
 // Package chaos is the fault-injection suite of kconsumer: it runs a
-// workload against an in-process kfake broker and a Schema Registry while
+// workload against an in-process kfake broker and Schema Registry while
 // faults are injected, records a history of what happened, and checks the
 // history against the library's invariants.
 //
@@ -11,31 +11,52 @@
 // that SIGKILL is a real crash) or consumers in the test process. Each member
 // reports every record it handled or dead-lettered, every rebalance and every
 // commit the broker accepted. After the faults stop, the groups are drained
-// and the checker asserts:
+// and Check asserts:
 //
 //  1. every produced record was handled or dead-lettered, or is at or after
-//     its partition's final committed offset (none is, after the drain);
-//  2. within one ownership of a partition by one member, each key's records
-//     are handled in produce order and no offset is skipped;
+//     its group's final position (none is, after the drain);
+//  2. while a member owns a partition, it handles the partition's records
+//     in offset order without skipping one (with PartitionOrder) and each
+//     key's records in produce order;
 //  3. stateless: no record is handled after a commit past it was accepted,
 //     except by a member that had lost the partition without knowing it;
-//     an ownership that ended gracefully (revoke, shutdown) committed
-//     everything it handled unless the broker refused a commit; so the
-//     duplicates are bounded by the records handled after the last
-//     accepted commit of members that were killed, lost their partitions
-//     or had a commit refused;
-//  4. additive: the store holds every good record exactly once and the
-//     per-key sums equal the produced ones;
+//     an ownership that ended gracefully (revoke or shutdown in time, every
+//     commit accepted) committed everything it handled; so duplicates are
+//     bounded by the records handled at or beyond the last accepted commit
+//     of ownerships ended by SIGKILL, loss, a timed-out revoke or a refused
+//     commit, and Check asserts that count as the bound;
+//  4. additive: the store holds every good record exactly once and nothing
+//     else, so the per-key sums equal the produced ones;
 //
-// and that every bad record reached the dead-letter topic with its key and
-// value unchanged, marked poison, with an error that names its cause, while
+// and that every bad record reached the dead-letter topic, marked poison,
+// with its key and value unchanged and an error that names its cause, while
 // no good record did.
 //
-// Faults (Fault) are combinable: SIGKILL of child processes, rebalance
-// storms, broker errors, slow and dropped responses, session expiry,
+// Faults (Fault) combine: SIGKILL of member processes, rebalance storms,
+// broker errors, slow, dropped and unanswered requests, session expiry,
 // registry errors and outages, a failing or slow sink, and bad input.
 //
-// The short scenarios run with go test; the soak runs with
+// A test package runs scenarios with Run; its TestMain must hand the
+// process to ChildMain when it was started as a member:
+//
+//	func TestMain(m *testing.M) {
+//		if chaos.IsChild() {
+//			os.Exit(chaos.ChildMain())
+//		}
+//		os.Exit(m.Run())
+//	}
+//
+//	func TestKill(t *testing.T) {
+//		s := chaos.Run(t, chaos.Scenario{
+//			Name: "kill", Faults: chaos.Kill | chaos.BadInput,
+//			Duration: 4 * time.Second, Rate: 300, Partitions: 6,
+//			Groups:   []string{chaos.GroupStateless, chaos.GroupAdditive},
+//			Children: 2, Seed: 1,
+//		})
+//		t.Log(s) // records, faults by kind, lost, duplicates, max lag
+//	}
+//
+// The short scenarios run with go test; the soak runs every fault at once:
 //
 //	go test ./internal/chaos -run Soak -chaos.duration=30m -timeout 60m -v
 package chaos

@@ -5,16 +5,20 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
@@ -161,6 +165,43 @@ func FuzzDecodeRegistryDown(f *testing.F) {
 			t.Fatalf("% x names a schema ID, but the error is %v: %v", data, dlq.ClassOf(err), err)
 		case !named && dlq.ClassOf(err) != dlq.Poison:
 			t.Fatalf("% x names no schema ID, but the error is %v: %v", data, dlq.ClassOf(err), err)
+		}
+	})
+}
+
+// FuzzWriterSchema: whatever schema text the registry returns for an ID,
+// decoding a record that names it gives a value or a poison error (the
+// registry answered; the schema will not change), never a panic.
+func FuzzWriterSchema(f *testing.F) {
+	var text atomic.Pointer[string]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/schemas/ids/1" {
+			http.NotFound(w, req)
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"schema": *text.Load(), "schemaType": "AVRO"})
+	}))
+	f.Cleanup(srv.Close)
+	f.Add(writerSchema(0), []byte{2, 'k', 2, 4})
+	f.Add(readerSchema, []byte{2, 'k', 2, 4, 0})
+	f.Add(`{"type":"record","name":"Reading","namespace":"kconsumer.chaos","fields":[{"name":"key","type":"int"}]}`, []byte{2})
+	f.Add(`"string"`, []byte{2, 'k'})
+	f.Add(`{"type":`, []byte{})
+	f.Fuzz(func(t *testing.T, schema string, payload []byte) {
+		text.Store(&schema)
+		reg, err := serde.NewRegistry(srv.URL, serde.LookupTimeout(5*time.Second), serde.ClientOpts(sr.HTTPClient(srv.Client())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		codec, err := serde.NewAvro[reading](reg, readerSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v reading
+		err = codec.Decode(context.Background(), topic, append(header(1), payload...), &v)
+		if err != nil && dlq.ClassOf(err) != dlq.Poison {
+			t.Fatalf("schema %q: class %v: %v", schema, dlq.ClassOf(err), err)
 		}
 	})
 }
