@@ -180,6 +180,11 @@ func Run(t testing.TB, sc Scenario) *Summary {
 	for _, v := range rep.Violations() {
 		t.Error(v)
 	}
+	if t.Failed() {
+		if err := r.hist.dump(filepath.Join(dir, "history.txt")); err != nil {
+			t.Logf("writing the history: %v", err)
+		}
+	}
 	return s
 }
 

@@ -3,12 +3,14 @@
 package chaos
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -443,6 +445,32 @@ func (h *History) counts() (records, members int, faults int64, problems int) {
 		faults += n
 	}
 	return len(h.records), len(h.members), faults, len(h.problems)
+}
+
+// dump writes the history to a file for a post-mortem: the produced
+// records, then each member's events as its process wrote them.
+func (h *History) dump(path string) error {
+	records, members, _, problems := h.snapshot()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	for _, p := range problems {
+		fmt.Fprintf(w, "# problem: %s\n", p)
+	}
+	for _, r := range records {
+		fmt.Fprintf(w, "P %d %d %d %q %d %q\n", r.Time, r.Partition, r.Offset, r.Key, r.Seq, r.Bad)
+	}
+	var b []byte
+	for _, m := range members {
+		fmt.Fprintf(w, "# member %s group %s ended %d\n", m.name, m.group, m.end)
+		for _, e := range m.events {
+			b = AppendEvent(b[:0], e)
+			w.Write(b)
+		}
+	}
+	return errors.Join(w.Flush(), f.Close())
 }
 
 // snapshot returns copies of what the checker needs.
