@@ -22,6 +22,14 @@ import (
 // was processed; Kafka's committed offsets are only kept up to date for lag
 // tools.
 //
+// A checkpoint per partition assumes the partition's records finish in
+// offset order, as they do with the default consumer.PartitionOrder. With
+// consumer.KeyOrder or Unordered a later record can finish first, and a
+// store that moves the checkpoint to it, as MemoryStore does, would skip
+// the earlier one: such a store must record every finished offset (effect
+// IDs from Checkpoint.String) and report the contiguous prefix as its
+// checkpoint.
+//
 // When partitions are assigned, each starts at the record after its
 // checkpoint, whatever the group committed, and records at or below the
 // checkpoint are skipped. A partition without a checkpoint starts where
