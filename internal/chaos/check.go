@@ -47,7 +47,10 @@ type GroupReport struct {
 	// Bound is the number of handlings at or beyond the last accepted
 	// commit of their ownership: what a crash may hand out again. The
 	// checker asserts Duplicates <= Bound for the stateless group.
-	Bound        int
+	Bound int
+	// Rewinds counts accepted commits below an earlier accepted commit of
+	// the same partition.
+	Rewinds      int
 	Letters      int // dead letters written, duplicates included
 	LetterDups   int
 	Lost         int // records neither handled nor dead-lettered, below the final commit
@@ -159,6 +162,7 @@ func (e *epoch) committed() int64 {
 type commitEvent struct {
 	time   int64
 	offset int64
+	member string
 }
 
 // CheckOpts says what the checker may expect of a run.
@@ -240,6 +244,7 @@ func checkGroup(group string, members []memberLog, records []Produced, byID map[
 		}
 	}
 	gr.Duplicates = gr.Handlings - len(occs)
+	checkRewinds(gr, group, commits)
 	if group == GroupStateless {
 		checkRedelivery(gr, occs, commits)
 		if gr.Duplicates > gr.Bound {
@@ -314,7 +319,7 @@ func memberEpochs(gr *GroupReport, m memberLog, commits map[int32][]commitEvent)
 			e.abandoned = e.abandoned || ev.Abandoned
 		case Committed:
 			for p, o := range ev.Offsets {
-				commits[p] = append(commits[p], commitEvent{ev.Time, o})
+				commits[p] = append(commits[p], commitEvent{ev.Time, o, m.name})
 				if e := last[p]; e != nil {
 					e.commit = max(e.commit, o)
 				}
@@ -378,6 +383,32 @@ func checkEpoch(gr *GroupReport, e *epoch, opts CheckOpts) {
 	if e.commit < next {
 		gr.violate("member %s: partition %d %s gracefully after handling offsets up to %d, but its last accepted commit asks to read %d next",
 			e.member, e.partition, e.end, next-1, e.commit)
+	}
+}
+
+// checkRewinds counts accepted commits below an earlier accepted commit of
+// the same partition. For the stateless group each is a violation: the
+// group's position moved back past records another member had committed,
+// and they are handled again. CheckpointSkip legitimately resumes below the
+// group's commit (after trailing dead letters), so the additive group's
+// rewinds are only counted.
+func checkRewinds(gr *GroupReport, group string, commits map[int32][]commitEvent) {
+	for p, cs := range commits {
+		cs = slices.Clone(cs)
+		slices.SortStableFunc(cs, func(a, b commitEvent) int { return cmp.Compare(a.time, b.time) })
+		var top commitEvent
+		for i, c := range cs {
+			if i > 0 && c.offset < top.offset {
+				gr.Rewinds++
+				if group == GroupStateless {
+					gr.violate("partition %d: %s's commit of %d was accepted %v after %s's commit of %d: the group's position moved back",
+						p, c.member, c.offset, time.Duration(c.time-top.time), top.member, top.offset)
+				}
+			}
+			if i == 0 || c.offset > top.offset {
+				top = c
+			}
+		}
 	}
 }
 

@@ -127,6 +127,18 @@ func TestCheckFindsARedeliveryOfACommittedRecord(t *testing.T) {
 	wantViolation(t, s.check(GroupStateless, Final{}), "record 0@1 handled by b")
 }
 
+func TestCheckFindsACommitThatRewindsTheGroup(t *testing.T) {
+	s := newSynth(4)
+	s.member("a", GroupStateless, "A", "h0", "h1", "h2", "h3", "c4", "R", "S")
+	// A member that lost the partition commits its stale position.
+	s.member("b", GroupStateless, "A", "h0", "L", "c1", "S")
+	rep := s.check(GroupStateless, Final{})
+	wantViolation(t, rep, "b's commit of 1 was accepted")
+	if g := rep.Groups[0]; g.Rewinds != 1 {
+		t.Errorf("rewinds %d, want 1", g.Rewinds)
+	}
+}
+
 func TestCheckAcceptsAZombieThatLostItsPartition(t *testing.T) {
 	s := newSynth(4)
 	s.member("b", GroupStateless, "A", "h0", "h1", "h2", "h3", "c4", "R", "S")

@@ -546,9 +546,9 @@ func (s *Summary) String() string {
 		fmt.Fprintf(&b, "  faults injected: %s\n", formatCounts(rep.Faults))
 	}
 	for _, g := range rep.Groups {
-		fmt.Fprintf(&b, "  %s: lost %d, undrained %d, handled %d, dead-lettered %d, duplicates %d (bound %d), dead letters %d (%d duplicates), members %d, ownerships %d (%d ungraceful), partition losses %d",
+		fmt.Fprintf(&b, "  %s: lost %d, undrained %d, handled %d, dead-lettered %d, duplicates %d (bound %d), dead letters %d (%d duplicates), commit rewinds %d, members %d, ownerships %d (%d ungraceful), partition losses %d",
 			g.Group, g.Lost, g.Undrained, g.Handled, g.DeadLettered, g.Duplicates, g.Bound, g.Letters, g.LetterDups,
-			g.Members, g.Epochs, g.Ungraceful, g.LostEvents)
+			g.Rewinds, g.Members, g.Epochs, g.Ungraceful, g.LostEvents)
 		if g.Group == GroupAdditive {
 			fmt.Fprintf(&b, ", store effects %d (%d handlings already applied), commits behind the store %d", g.StoreEntries, g.NotApplied, g.StaleCommits)
 		}
