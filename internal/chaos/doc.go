@@ -24,7 +24,8 @@
 //     commit accepted) committed everything it handled; so duplicates are
 //     bounded by the records handled at or beyond the last accepted commit
 //     of ownerships ended by SIGKILL, loss, a timed-out revoke or a refused
-//     commit, and Check asserts that count as the bound;
+//     commit, and Check asserts that count as the bound; and no accepted
+//     commit moves a partition's position back;
 //  4. additive: the store holds every good record exactly once and nothing
 //     else, so the per-key sums equal the produced ones;
 //
