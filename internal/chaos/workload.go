@@ -3,17 +3,13 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hamba/avro/v2"
@@ -348,144 +344,6 @@ func badCounts(ps []Produced) map[string]int {
 		}
 	}
 	return out
-}
-
-// History is everything a run did: the produced records, each member's
-// events, and the faults injected. It is safe for concurrent use.
-type History struct {
-	mu       sync.Mutex
-	records  []Produced
-	members  []*memberLog
-	faults   map[string]int64
-	problems []string // things that went wrong outside the checked invariants
-}
-
-// NewHistory returns an empty History.
-func NewHistory() *History { return &History{faults: make(map[string]int64)} }
-
-func (h *History) produced(ps ...Produced) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.records = append(h.records, ps...)
-}
-
-// fault counts n injected faults of a kind.
-func (h *History) fault(kind string, n int64) {
-	if n == 0 {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.faults[kind] += n
-}
-
-// problem records something that went wrong in the machinery of the run.
-func (h *History) problem(format string, args ...any) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.problems = append(h.problems, fmt.Sprintf(format, args...))
-}
-
-// member starts the log of a new member.
-func (h *History) member(name, group string) *memberLog {
-	m := &memberLog{name: name, group: group, h: h}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.members = append(h.members, m)
-	return m
-}
-
-// How a member's run ended.
-type ending int
-
-const (
-	running ending = iota
-	stopped        // Run returned; see its Stopped event
-	killed         // SIGKILL
-)
-
-// memberLog is the events of one member: one consumer, in the test process
-// or in a child process, from its start to its end.
-type memberLog struct {
-	name, group string
-	h           *History
-
-	events []Event // under h.mu
-	end    ending
-}
-
-func (m *memberLog) add(e Event) {
-	m.h.mu.Lock()
-	defer m.h.mu.Unlock()
-	m.events = append(m.events, e)
-	if e.Kind == SinkFault {
-		m.h.faults["sink-"+e.Text]++
-	}
-}
-
-// empty reports whether the member reported nothing.
-func (m *memberLog) empty() bool {
-	m.h.mu.Lock()
-	defer m.h.mu.Unlock()
-	return len(m.events) == 0
-}
-
-func (m *memberLog) ended(how ending) {
-	m.h.mu.Lock()
-	defer m.h.mu.Unlock()
-	m.end = how
-}
-
-// counts returns how many records were produced, members started and
-// faults injected so far.
-func (h *History) counts() (records, members int, faults int64, problems int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, n := range h.faults {
-		faults += n
-	}
-	return len(h.records), len(h.members), faults, len(h.problems)
-}
-
-// dump writes the history to a file for a post-mortem: the produced
-// records, then each member's events as its process wrote them.
-func (h *History) dump(path string) error {
-	records, members, _, problems := h.snapshot()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	for _, p := range problems {
-		fmt.Fprintf(w, "# problem: %s\n", p)
-	}
-	for _, r := range records {
-		fmt.Fprintf(w, "P %d %d %d %q %d %q\n", r.Time, r.Partition, r.Offset, r.Key, r.Seq, r.Bad)
-	}
-	var b []byte
-	for _, m := range members {
-		fmt.Fprintf(w, "# member %s group %s ended %d\n", m.name, m.group, m.end)
-		for _, e := range m.events {
-			b = AppendEvent(b[:0], e)
-			w.Write(b)
-		}
-	}
-	return errors.Join(w.Flush(), f.Close())
-}
-
-// snapshot returns copies of what the checker needs.
-func (h *History) snapshot() (records []Produced, members []memberLog, faults map[string]int64, problems []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	records = slices.Clone(h.records)
-	for _, m := range h.members {
-		members = append(members, memberLog{name: m.name, group: m.group, events: slices.Clone(m.events), end: m.end})
-	}
-	faults = make(map[string]int64, len(h.faults))
-	for k, v := range h.faults {
-		faults[k] = v
-	}
-	return records, members, faults, slices.Clone(h.problems)
 }
 
 // valueSum returns the SHA-256 of a value, as Produced keeps it.
