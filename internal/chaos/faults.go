@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -190,19 +191,37 @@ func (r *run) control(keys []kmsg.Key, on, off *atomic.Bool, fn func(kmsg.Reques
 	}
 }
 
+// sleep holds req for d without holding up the broker's other connections.
+// A request is held at most once: kfake races with itself when a second
+// control function sleeps a request that a first one already slept.
+func (r *run) sleep(req kmsg.Request, d time.Duration) {
+	r.sleptMu.Lock()
+	_, again := r.slept[req]
+	if !again {
+		now := time.Now()
+		if len(r.slept) > 1024 {
+			maps.DeleteFunc(r.slept, func(_ kmsg.Request, at time.Time) bool { return now.Sub(at) > time.Minute })
+		}
+		r.slept[req] = now
+	}
+	r.sleptMu.Unlock()
+	if !again {
+		r.cluster.SleepControl(func() { time.Sleep(d) })
+	}
+}
+
 // injectSlow delays a share of the responses to the members' requests by
 // 50 to 400 ms, in bursts.
 func (r *run) injectSlow(ctx context.Context, rng *rand.Rand) {
 	var on, off atomic.Bool
 	var n atomic.Int64
 	keys := append([]kmsg.Key{kmsg.Fetch, kmsg.OffsetCommit, kmsg.OffsetFetch, kmsg.ListOffsets, kmsg.Produce}, groupKeys...)
-	r.control(keys, &on, &off, func(kmsg.Request) (kmsg.Response, error, bool) {
+	r.control(keys, &on, &off, func(req kmsg.Request) (kmsg.Response, error, bool) {
 		if rand.Float64() >= 0.25 {
 			return nil, nil, false
 		}
 		n.Add(1)
-		d := time.Duration(50+rand.IntN(351)) * time.Millisecond
-		r.cluster.SleepControl(func() { time.Sleep(d) })
+		r.sleep(req, time.Duration(50+rand.IntN(351))*time.Millisecond)
 		return nil, nil, false
 	})
 	r.bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{200 * time.Millisecond, 600 * time.Millisecond})
@@ -280,7 +299,7 @@ func (r *run) injectExpiry(ctx context.Context, rng *rand.Rand) {
 			}
 			r.cluster.DropControl()
 			if used.CompareAndSwap(false, true) {
-				r.cluster.SleepControl(func() { time.Sleep(stall) })
+				r.sleep(req, stall)
 			}
 			return nil, nil, false
 		})

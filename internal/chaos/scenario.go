@@ -91,6 +91,9 @@ type run struct {
 	dlqTopicID      [16]byte
 	groups          []string
 	maxLag          atomic.Int64
+
+	sleptMu sync.Mutex
+	slept   map[kmsg.Request]time.Time
 }
 
 // Run runs a scenario: it starts a broker and a registry, the members, the
@@ -131,6 +134,7 @@ func Run(t testing.TB, sc Scenario) *Summary {
 		log:      slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		topic:    topic, dlqTopic: dlqTopic,
 		groups: sc.Groups,
+		slept:  make(map[kmsg.Request]time.Time),
 	}
 	r.members = &memberSet{r: r}
 	mctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
