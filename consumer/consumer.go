@@ -27,8 +27,9 @@ type Consumer struct {
 	cl      *kgo.Client
 	closing atomic.Bool
 
-	mu      sync.Mutex
-	workers map[tp]*worker
+	mu       sync.Mutex
+	workers  map[tp]*worker
+	draining map[tp]*worker // taken by a revoke or the shutdown, still running
 
 	pool *pool // runs handlers with KeyOrder and Unordered
 
@@ -67,11 +68,12 @@ func New(h Handler, opts ...Opt) (*Consumer, error) {
 		return nil, err
 	}
 	c := &Consumer{
-		cfg:     cfg,
-		handler: chain(h, cfg.middleware),
-		running: make(chan struct{}),
-		workers: make(map[tp]*worker),
-		space:   make(chan struct{}, 1),
+		cfg:      cfg,
+		handler:  chain(h, cfg.middleware),
+		running:  make(chan struct{}),
+		workers:  make(map[tp]*worker),
+		draining: make(map[tp]*worker),
+		space:    make(chan struct{}, 1),
 	}
 	var strategyOpts []kgo.Opt
 	if s := cfg.strategy; s != nil {
@@ -203,7 +205,9 @@ func (c *Consumer) watchBacklog(done <-chan struct{}) {
 		c.mu.Unlock()
 		for _, w := range ws {
 			w.checkBehind()
-			w.storeDue.Store(true)
+			if c.pool == nil {
+				w.storeHandled()
+			}
 		}
 	}
 }
@@ -276,27 +280,47 @@ func (c *Consumer) release(n int) {
 }
 
 // takeWorkers removes the workers of the given partitions, or all if
-// partitions is nil, and returns them.
+// partitions is nil, and returns them. They count as draining until
+// stopWorkers is done with them.
 func (c *Consumer) takeWorkers(partitions map[string][]int32) []*worker {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var ws []*worker
+	take := func(k tp, w *worker) {
+		ws = append(ws, w)
+		delete(c.workers, k)
+		c.draining[k] = w
+	}
 	if partitions == nil {
 		for k, w := range c.workers {
-			ws = append(ws, w)
-			delete(c.workers, k)
+			take(k, w)
 		}
 		return ws
 	}
 	for topic, ps := range partitions {
 		for _, p := range ps {
-			if w := c.workers[tp{topic, p}]; w != nil {
-				ws = append(ws, w)
-				delete(c.workers, tp{topic, p})
+			k := tp{topic, p}
+			if w := c.workers[k]; w != nil {
+				take(k, w)
 			}
 		}
 	}
 	return ws
+}
+
+// abandonDraining abandons the workers of the given partitions that a
+// revoke or the shutdown is still waiting for: the partitions were lost
+// meanwhile, and the records in hand must not be stored.
+func (c *Consumer) abandonDraining(partitions map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, ps := range partitions {
+		for _, p := range ps {
+			if w := c.draining[tp{topic, p}]; w != nil {
+				w.abandon()
+			}
+		}
+	}
 }
 
 // stopWorkers stops ws after the record in hand and waits up to timeout for
@@ -304,9 +328,18 @@ func (c *Consumer) takeWorkers(partitions map[string][]int32) []*worker {
 // at the deadline are cancelled and no longer store offsets. It reports
 // whether all stopped in time.
 func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool) bool {
+	defer func() {
+		c.mu.Lock()
+		for _, w := range ws {
+			if c.draining[w.tp] == w {
+				delete(c.draining, w.tp)
+			}
+		}
+		c.mu.Unlock()
+	}()
 	for _, w := range ws {
 		if abandon {
-			w.cancel()
+			w.abandon()
 		}
 		w.quitting.Store(true)
 		close(w.quit)
@@ -321,7 +354,7 @@ func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool
 		case <-w.done:
 		case <-deadline.C:
 			for _, w := range ws[i:] {
-				w.cancel()
+				w.abandon()
 				c.cfg.logger.Warn("handler did not finish in time; its offset is not stored",
 					"topic", w.topic, "partition", w.partition)
 			}
@@ -356,6 +389,7 @@ func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 }
 
 func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.abandonDraining(lost)
 	c.stopWorkers(c.takeWorkers(lost), c.cfg.revokeTimeout, true)
 	c.cfg.logger.Warn("partitions lost; their offsets are not committed", "partitions", lost)
 	c.rebalanced(Lost, lost)

@@ -144,6 +144,33 @@ func TestCommitNeverPassesAFailingRecord(t *testing.T) {
 	}
 }
 
+func TestRecordsBeforeAHungHandlerAreCommitted(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	cluster.ProduceSeq(t, topic, 100, 1)
+	const hangAt = 40
+	release := make(chan struct{})
+	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		if r.Offset == hangAt {
+			<-release
+		}
+		return nil
+	})
+	c, err := consumer.New(h, testOpts(cluster, "g", consumer.CommitInterval(100*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := kafkatest.Run(t, c)
+	// The records before the hung call were handled in one burst; their
+	// offsets must not wait for the call to return.
+	kafkatest.WaitFor(t, 20*time.Second, "records before the hung call committed", func() bool {
+		return cluster.Committed(t, "g", topic)[0] == hangAt
+	})
+	close(release)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
 func TestCrashRedeliversOnlyRecordsAfterLastCommit(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 4, topic)
 	produced := cluster.ProduceSeq(t, topic, 4000, 100)

@@ -137,7 +137,7 @@ func (w *worker) handleSlot(s *slot) {
 	if w.c.cfg.observer != nil {
 		start = time.Now()
 	}
-	ok, _ := w.handle(s.r, nil, start)
+	ok, _ := w.handle(s.r, start)
 	w.tmu.Lock()
 	w.running--
 	n := 1 // an abandoned record is no longer in flight

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -270,4 +271,130 @@ func TestHandlerPanicBecomesAnError(t *testing.T) {
 	if got := rec.offsets()[0]; len(got) != 10 || got[5] != 5 {
 		t.Fatalf("records after the panic were not handled in order: %v", got)
 	}
+}
+
+// A member that loses a partition while its shutdown waits for the record in
+// hand must not store that record when it returns: by then another member
+// owns the partition, and a commit of the old offset, sent under the
+// member's next generation, would move the group's position back.
+func TestShutdownDoesNotCommitAPartitionLostWhileDraining(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	cluster.ProduceSeq(t, topic, 10, 10)
+	blocked, release := make(chan struct{}), make(chan struct{})
+	a := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		if r.Offset == 5 {
+			close(blocked)
+			<-release // a hung call that ignores its context
+		}
+		return nil
+	})
+	lostA := make(chan struct{})
+	var lostOnce sync.Once
+	fast := consumer.ClientOpts(kgo.SessionTimeout(time.Second))
+	ca, err := consumer.New(a, testOpts(cluster, "g", fast,
+		consumer.CommitInterval(100*time.Millisecond),
+		consumer.ShutdownTimeout(time.Minute),
+		consumer.OnLost(func(context.Context, map[string][]int32) { lostOnce.Do(func() { close(lostA) }) }),
+	)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopA := kafkatest.Run(t, ca)
+	<-blocked
+	kafkatest.WaitFor(t, 20*time.Second, "offset 5 committed", func() bool { return cluster.Committed(t, "g", topic)[0] == 5 })
+	memberA := onlyMember(t, cluster, "g")
+
+	b := newMember()
+	cb, err := consumer.New(b, testOpts(cluster, "g", fast, consumer.CommitInterval(100*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopB := kafkatest.Run(t, cb)
+	kafkatest.WaitFor(t, 20*time.Second, "b to join", func() bool { return groupSize(t, cluster, "g") == 2 })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stopA() }()
+	kafkatest.WaitFor(t, 20*time.Second, "a's shutdown to take its worker", func() bool { return ca.Stats().Partitions == 0 })
+
+	// a's session expires: the broker sees none of its heartbeats and
+	// none of its joins until b owns the partition and has committed
+	// past offset 5.
+	var cut atomic.Bool
+	cut.Store(true)
+	for _, key := range []kmsg.Key{kmsg.Heartbeat, kmsg.JoinGroup, kmsg.SyncGroup} {
+		cluster.ControlKey(key.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			cluster.KeepControl()
+			if id := memberID(req); cut.Load() && (id == memberA || id == "") {
+				return nil, errors.New("cut off"), true
+			}
+			return nil, nil, false
+		})
+	}
+	kafkatest.WaitFor(t, 30*time.Second, "b to take the partition and commit its end", func() bool {
+		return b.total() == 5 && cluster.Committed(t, "g", topic)[0] == 10
+	})
+	cut.Store(false)
+	select {
+	case <-lostA:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a never learned that it lost the partition")
+	}
+	kafkatest.WaitFor(t, 30*time.Second, "a to rejoin", func() bool { return groupSize(t, cluster, "g") == 2 })
+
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run a: %v", err)
+	}
+	if got := cluster.Committed(t, "g", topic)[0]; got != 10 {
+		t.Fatalf("committed offset %d after a stopped, want 10: a committed a partition it had lost", got)
+	}
+	if err := stopB(); err != nil {
+		t.Fatalf("Run b: %v", err)
+	}
+}
+
+// memberID returns the member ID of a group request.
+func memberID(req kmsg.Request) string {
+	switch r := req.(type) {
+	case *kmsg.HeartbeatRequest:
+		return r.MemberID
+	case *kmsg.JoinGroupRequest:
+		return r.MemberID
+	case *kmsg.SyncGroupRequest:
+		return r.MemberID
+	}
+	return ""
+}
+
+func describe(t *testing.T, cluster *kafkatest.Cluster, group string) kadm.DescribedGroup {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	described, err := cluster.Admin.DescribeGroups(ctx, group)
+	if err != nil {
+		t.Fatalf("describing %s: %v", group, err)
+	}
+	return described[group]
+}
+
+func groupSize(t *testing.T, cluster *kafkatest.Cluster, group string) int {
+	t.Helper()
+	d := describe(t, cluster, group)
+	if d.State != "Stable" {
+		return 0
+	}
+	return len(d.Members)
+}
+
+func onlyMember(t *testing.T, cluster *kafkatest.Cluster, group string) string {
+	t.Helper()
+	var id string
+	kafkatest.WaitFor(t, 20*time.Second, "one stable member", func() bool {
+		if d := describe(t, cluster, group); d.State == "Stable" && len(d.Members) == 1 {
+			id = d.Members[0].MemberID
+			return true
+		}
+		return false
+	})
+	return id
 }

@@ -26,15 +26,18 @@ type worker struct {
 
 	ctx    context.Context // the handlers' context; cancelled when abandoned
 	cancel context.CancelFunc
+	smu    sync.Mutex    // makes a store and an abandon exclusive
 	quit   chan struct{} // closed to stop after the record in hand
 	// quitting is set with quit closed; it is cheaper to check per record.
 	quitting atomic.Bool
 	done     chan struct{} // closed when run returns
 	wake     chan struct{}
-	// storeDue is set every backlogCheck, so that a handled record waits
-	// at most that long before its offset is stored; a flag is much
-	// cheaper than reading the clock for every record.
-	storeDue atomic.Bool
+	// handled is the last record run handled. Every backlogCheck the
+	// Consumer stores its offset, so that a handled record waits at most
+	// that long, even behind a handler call that hangs; publishing it is
+	// much cheaper per record than reading the clock or marking.
+	handled atomic.Pointer[kgo.Record]
+	stored  *kgo.Record // the last record storeHandled stored
 
 	// With KeyOrder and Unordered, under tmu:
 	tmu     sync.Mutex
@@ -128,15 +131,14 @@ func (w *worker) run() {
 	defer close(w.done)
 	var (
 		batch [][]*kgo.Record
-		last  *kgo.Record // handled, its offset not stored yet
-		clock time.Time   // when the next handler call starts, with an observer
+		clock time.Time // when the next handler call starts, with an observer
 	)
 	timed := w.c.cfg.observer != nil
 	if timed {
 		clock = time.Now()
 	}
 	defer func() {
-		w.store(last)
+		w.store(w.handled.Load())
 		w.mu.Lock()
 		n := w.pending
 		w.queue = nil
@@ -153,8 +155,6 @@ func (w *worker) run() {
 		batch, w.queue = w.queue, batch[:0]
 		w.mu.Unlock()
 		if len(batch) == 0 {
-			w.store(last)
-			last = nil
 			select {
 			case <-w.wake:
 				if timed {
@@ -172,20 +172,13 @@ func (w *worker) run() {
 					return
 				}
 				var ok bool
-				if ok, clock = w.handle(r, last, clock); !ok {
+				if ok, clock = w.handle(r, clock); !ok {
 					return
 				}
-				last = r
-				counted++
-				due := w.storeDue.Load()
-				if counted == countEvery || due {
+				w.handled.Store(r)
+				if counted++; counted == countEvery {
 					w.finished(counted)
 					counted = 0
-				}
-				if due {
-					w.storeDue.Store(false)
-					w.store(last)
-					last = nil
 				}
 			}
 		}
@@ -193,25 +186,46 @@ func (w *worker) run() {
 	}
 }
 
+// storeHandled stores the offset of the last record run handled, if it
+// changed since the last call. Only the Consumer's backlog ticker calls it.
+func (w *worker) storeHandled() {
+	if r := w.handled.Load(); r != w.stored {
+		w.stored = r
+		w.store(r)
+	}
+}
+
 // store marks the offset of r, a handled record, for the next commit,
 // unless the partition was abandoned (lost, or revoked past the timeout) and
 // is no longer ours.
 func (w *worker) store(r *kgo.Record) {
-	if r == nil || w.c.cfg.group == "" || w.ctx.Err() != nil {
+	if r == nil || w.c.cfg.group == "" {
 		return
 	}
-	w.c.cl.MarkCommitRecords(r)
+	w.smu.Lock()
+	defer w.smu.Unlock()
+	if w.ctx.Err() == nil {
+		w.c.cl.MarkCommitRecords(r)
+	}
+}
+
+// abandon cancels the handlers' context and stops the worker storing
+// offsets. kgo forgets a lost or revoked partition's marks after the
+// rebalance callback returns; a mark made after that would bring the
+// partition back into the next commit, under a generation that no longer
+// owns it, and move the group's position back.
+func (w *worker) abandon() {
+	w.smu.Lock()
+	w.cancel()
+	w.smu.Unlock()
 }
 
 // handle calls the handler until it returns nil, backing off between
 // attempts. It returns false if the worker was stopped or abandoned first.
-// prev, if not nil, is the handled record before r whose offset is not yet
-// stored: it is stored before the first backoff, so that the records before
-// a failing one commit while it retries.
 //
 // With an observer, start is when the first call starts and end when the
 // last one ended, so that back-to-back calls read the clock once each.
-func (w *worker) handle(r, prev *kgo.Record, start time.Time) (ok bool, end time.Time) {
+func (w *worker) handle(r *kgo.Record, start time.Time) (ok bool, end time.Time) {
 	obs := w.c.cfg.observer
 	for attempt := 1; ; attempt++ {
 		err := safeHandle(w.ctx, w.c.handler, r)
@@ -224,9 +238,6 @@ func (w *worker) handle(r, prev *kgo.Record, start time.Time) (ok bool, end time
 		}
 		if w.ctx.Err() != nil {
 			return false, end
-		}
-		if attempt == 1 {
-			w.store(prev)
 		}
 		wait := backoff(w.c.cfg.retryMin, w.c.cfg.retryMax, attempt)
 		// A record that keeps failing logs at attempts 1, 2, 4, 8, ... so
