@@ -137,7 +137,9 @@ func MaxAttempts(n int) RouterOpt {
 // WriteTimeout bounds one attempt to write a dead letter; the default is
 // 10 s. A failed or timed-out write keeps the record and is tried again after
 // the Consumer's retry backoff, so this also bounds how long a write holds up
-// a shutdown or a revoke.
+// a shutdown or a revoke, even when the broker never answers. A write that
+// timed out may still land later; the retry then writes a second dead letter
+// of the same record, with the same source headers.
 func WriteTimeout(d time.Duration) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.writeTimeout = d })
 }

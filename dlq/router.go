@@ -244,18 +244,30 @@ func (r *Router) write(ctx context.Context, rec *kgo.Record, l *kgo.Record) erro
 	}
 	r.writing++
 	r.mu.Unlock()
-	defer func() {
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.writeTimeout)
+	defer cancel()
+	// kgo fills in a produced record, so each attempt sends a fresh copy.
+	out := *l
+	// kgo waits for the answer to a produce request it has sent, however
+	// long the broker takes, so the write is waited for here: a timeout
+	// returns at once and the record is retried, while the produce runs
+	// on and counts as writing until it ends.
+	done := make(chan error, 1)
+	r.cl.Produce(wctx, &out, func(_ *kgo.Record, err error) {
+		done <- err
 		r.mu.Lock()
 		if r.writing--; r.writing == 0 {
 			close(r.idle)
 		}
 		r.mu.Unlock()
-	}()
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.writeTimeout)
-	defer cancel()
-	// kgo fills in a produced record, so each attempt sends a fresh copy.
-	out := *l
-	if err := r.cl.ProduceSync(wctx, &out).FirstErr(); err != nil {
+	})
+	var err error
+	select {
+	case err = <-done:
+	case <-wctx.Done():
+		err = wctx.Err()
+	}
+	if err != nil {
 		r.writeFailures.Add(1)
 		r.cfg.logger.Error("dlq: dead-letter write failed; keeping the record and retrying",
 			"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "dlq_topic", l.Topic, "err", err)

@@ -431,3 +431,51 @@ func TestShutdownDuringBackoffIsPromptAndCommitsNothingPastTheFailure(t *testing
 		t.Errorf("handled %v, want %v", got, want)
 	}
 }
+
+func TestWriteTimeoutBoundsAnUnansweredWrite(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	recs := produceValues(t, cluster, "a", "poison", "b")
+	info := cluster.TopicInfo(dlqTopic)
+	var hang atomic.Bool
+	hang.Store(true)
+	var sent atomic.Int64 // dead-letter produce requests the broker received
+	cluster.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		for _, rt := range req.(*kmsg.ProduceRequest).Topics {
+			if rt.Topic == dlqTopic || rt.TopicID == info.TopicID {
+				sent.Add(1)
+				if hang.Load() {
+					return nil, nil, true // never answered: the client times it out
+				}
+			}
+		}
+		return nil, nil, false
+	})
+	h := newHandler(func(r *kgo.Record, _ int) error {
+		if string(r.Value) == "poison" {
+			return dlq.MarkPoison(errors.New("bad bytes"))
+		}
+		return nil
+	})
+	// kgo waits up to 5 s for the answer of a produce request it sent.
+	router := newRouter(t, cluster, dlq.WriteTimeout(200*time.Millisecond), dlq.ClientOpts(
+		kgo.ProduceRequestTimeout(2*time.Second), kgo.RequestTimeoutOverhead(3*time.Second)))
+	stop := start(t, cluster, router, h)
+	kafkatest.WaitFor(t, 20*time.Second, "three timed-out writes", func() bool { return router.Stats().WriteFailures >= 3 })
+	if n := sent.Load(); n != 1 {
+		t.Fatalf("the broker saw %d dead-letter requests before three writes timed out, want 1: each write waited for the unanswered request", n)
+	}
+	kafkatest.WaitFor(t, 20*time.Second, "the records before the poison one committed", func() bool {
+		return cluster.Committed(t, group, topic)[0] == recs[1].Offset
+	})
+	hang.Store(false)
+	kafkatest.WaitFor(t, 30*time.Second, "offsets committed to the end", func() bool {
+		return cluster.Committed(t, group, topic)[0] == int64(len(recs))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if letters := readTopic(t, cluster, dlqTopic); len(letters) == 0 {
+		t.Fatal("no dead letter after the broker answered again")
+	}
+}
