@@ -30,9 +30,11 @@ import (
 // IDs from Checkpoint.String) and report the contiguous prefix as its
 // checkpoint.
 //
-// When partitions are assigned, each starts at the record after its
+// When partitions are assigned, each resumes at the record after its
 // checkpoint, whatever the group committed, and records at or below the
-// checkpoint are skipped. Starting from the store rather than from Kafka is
+// checkpoint are skipped. (A partition whose commit is at most 10,000
+// records behind its checkpoint is read from the commit, skipping up to
+// the checkpoint, so that the commit catches up with the store.) Starting from the store rather than from Kafka is
 // what replays the records a restored backup of the store is missing; the
 // price is that records handled after the last checkpoint without changing
 // it, such as dead-lettered ones, are handled again after a rebalance (a
@@ -157,13 +159,31 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 				}
 			}
 			// Below the log start, the client starts at the log start.
-			out[topic][p] = kgo.NewOffset().At(next)
+			out[topic][p] = kgo.NewOffset().At(catchUp(committed[topic][p], next, start))
 			checkpoints[key] = cp
 		}
 	}
 	s.checkpoints.Store(&checkpoints)
 	s.assigned = true
 	return out, nil
+}
+
+// maxCatchUp is how far the group's commit may be behind the checkpoint for
+// a partition to start at the commit rather than after the checkpoint.
+const maxCatchUp = 10_000
+
+// catchUp returns where a partition whose checkpoint says next starts. A
+// member that crashed after writing effects and before committing them
+// leaves the group's commit behind the store; if it is a little behind, the
+// partition starts there and Wrap skips the records up to the checkpoint,
+// so that their commits bring the position lag tools read up to the store
+// even if no new record arrives. Otherwise it starts at next.
+func catchUp(committed kgo.Offset, next, logStart int64) int64 {
+	c := committed.EpochOffset().Offset
+	if c < 0 || c >= next || next-c > maxCatchUp || c < logStart {
+		return next
+	}
+	return c
 }
 
 // Rebalanced implements consumer.RebalanceWatcher: a member the group

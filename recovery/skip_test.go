@@ -71,6 +71,36 @@ func TestCheckpointSkipResumesFromStoreNotKafka(t *testing.T) {
 	}
 }
 
+// TestCheckpointSkipCommitCatchesUpWithTheStore checks that a partition
+// whose effects are all in the store but whose commit is behind, as a crash
+// between writing and committing leaves it, gets its commit moved to the
+// store's checkpoint without any new record and without handling again.
+func TestCheckpointSkipCommitCatchesUpWithTheStore(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	produceTo(t, cluster, 0, 60)
+	store := recovery.NewMemoryStore(0)
+	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 0, Offset: 59})
+	var committed kadm.Offsets
+	committed.AddOffset(topic, 0, 40, -1)
+	if err := cluster.Admin.CommitAllOffsets(context.Background(), "g", committed); err != nil {
+		t.Fatal(err)
+	}
+	log := newOffsetLog()
+	s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
+	stop := kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
+	kafkatest.WaitFor(t, 10*time.Second, "the commit to reach the checkpoint", func() bool {
+		return cluster.Committed(t, "g", topic)[0] == 60
+	})
+	produceTo(t, cluster, 0, 5)
+	kafkatest.WaitFor(t, 10*time.Second, "the new records", func() bool { return log.count() == 5 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := log.of(0); !slices.Equal(got, span(60, 65)) {
+		t.Errorf("handled %v, want only the new records 60 to 64", got)
+	}
+}
+
 func TestCheckpointSkipWithoutCheckpointStartsAtLatest(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 1, topic)
 	produceTo(t, cluster, 0, 50)
