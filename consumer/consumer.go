@@ -81,6 +81,11 @@ func New(h Handler, opts ...Opt) (*Consumer, error) {
 		if strategyOpts, err = s.Setup(cfg.group); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 		}
+		if oc, ok := s.(OrderChecker); ok {
+			if err := oc.CheckOrder(cfg.ordering); err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+			}
+		}
 		c.handler = s.Wrap(c.handler)
 	}
 	c.kopts = c.clientOpts(strategyOpts)

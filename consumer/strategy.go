@@ -32,3 +32,10 @@ type Strategy interface {
 type RebalanceWatcher interface {
 	Rebalanced(e Event, partitions map[string][]int32)
 }
+
+// An OrderChecker is a Strategy that holds only with some orderings. New
+// calls CheckOrder with the configured Ordering and refuses the options if
+// it returns an error.
+type OrderChecker interface {
+	CheckOrder(o Ordering) error
+}

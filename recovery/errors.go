@@ -24,6 +24,11 @@ var (
 	// given to a second Consumer: a strategy tracks the partitions of one.
 	ErrInUse = errors.New("recovery: strategy already belongs to a consumer")
 
+	// ErrNeedsPartitionOrder is returned by consumer.New, wrapped, for a
+	// CheckpointSkip with consumer.KeyOrder or Unordered whose store was
+	// not declared able to take records out of order (OutOfOrderStore).
+	ErrNeedsPartitionOrder = errors.New("recovery: CheckpointSkip with one checkpoint per partition needs consumer.PartitionOrder")
+
 	// ErrNotReady is wrapped by the error Ready returns until the strategy
 	// is ready; the rest of the message says why.
 	ErrNotReady = errors.New("recovery: not ready")

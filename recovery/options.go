@@ -97,3 +97,14 @@ func Snapshots(s Snapshotter, every time.Duration) ReplayOpt {
 func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
 	return skipOpt(func(s *CheckpointSkip) { s.noCheckpoint = o })
 }
+
+// OutOfOrderStore declares that the CheckpointStore records every finished
+// record (for example under effect IDs from Checkpoint.String) and reports
+// the contiguous prefix of finished offsets as a partition's checkpoint. Only
+// such a store lets CheckpointSkip run with consumer.KeyOrder or Unordered,
+// where a later record of a partition can finish before an earlier one;
+// without this option consumer.New refuses those orderings with
+// ErrNeedsPartitionOrder.
+func OutOfOrderStore() SkipOpt {
+	return skipOpt(func(s *CheckpointSkip) { s.outOfOrder = true })
+}

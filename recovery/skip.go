@@ -28,7 +28,8 @@ import (
 // store that moves the checkpoint to it, as MemoryStore does, would skip
 // the earlier one: such a store must record every finished offset (effect
 // IDs from Checkpoint.String) and report the contiguous prefix as its
-// checkpoint.
+// checkpoint, and say so with OutOfOrderStore; consumer.New refuses those
+// orderings otherwise.
 //
 // When partitions are assigned, each resumes at the record after its
 // checkpoint, whatever the group committed, and records at or below the
@@ -47,6 +48,7 @@ type CheckpointSkip struct {
 	common
 	store        CheckpointStore
 	noCheckpoint kgo.Offset
+	outOfOrder   bool // the store takes records finished out of order
 
 	cl      *kgo.Client
 	started chan struct{} // closed when Start has set cl
@@ -95,6 +97,15 @@ func (s *CheckpointSkip) Setup(group string) ([]kgo.Opt, error) {
 		errs = append(errs, errors.New("recovery: nil logger"))
 	}
 	return nil, errors.Join(errs...)
+}
+
+// CheckOrder implements consumer.OrderChecker: orderings other than
+// consumer.PartitionOrder need OutOfOrderStore.
+func (s *CheckpointSkip) CheckOrder(o consumer.Ordering) error {
+	if o != consumer.PartitionOrder && !s.outOfOrder {
+		return fmt.Errorf("%w (got %v; see OutOfOrderStore)", ErrNeedsPartitionOrder, o)
+	}
+	return nil
 }
 
 // Start implements consumer.Strategy.

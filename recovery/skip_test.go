@@ -27,6 +27,18 @@ func TestCheckpointSkipMisuse(t *testing.T) {
 	if !errors.Is(err, recovery.ErrNoGroup) {
 		t.Errorf("New without a group = %v, want ErrNoGroup", err)
 	}
+	for _, o := range []consumer.Ordering{consumer.KeyOrder, consumer.Unordered} {
+		_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic), consumer.Group("g"), consumer.Order(o),
+			consumer.WithStrategy(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0))))
+		if !errors.Is(err, recovery.ErrNeedsPartitionOrder) || !errors.Is(err, consumer.ErrInvalidOption) {
+			t.Errorf("New with %v = %v, want ErrNeedsPartitionOrder wrapped in ErrInvalidOption", o, err)
+		}
+		_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic), consumer.Group("g"), consumer.Order(o),
+			consumer.WithStrategy(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0), recovery.OutOfOrderStore())))
+		if err != nil {
+			t.Errorf("New with %v and OutOfOrderStore = %v, want nil", o, err)
+		}
+	}
 	_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic),
 		consumer.WithStrategy(recovery.NewStateless()))
 	if !errors.Is(err, recovery.ErrNoGroup) {
