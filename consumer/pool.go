@@ -199,6 +199,7 @@ func (w *worker) stopKeyed() {
 // offset could not pass off the in-flight counts.
 func (w *worker) endKeyed() {
 	w.endOnce.Do(func() {
+		w.abandon() // every record of the partition is stored or dropped
 		w.tmu.Lock()
 		n := 0
 		for _, s := range w.window {

@@ -139,6 +139,10 @@ func (w *worker) run() {
 	}
 	defer func() {
 		w.store(w.handled.Load())
+		// The backlog ticker may still hold this worker; once its
+		// partition is revoked and committed, a late store would bring
+		// the partition back into the next commit.
+		w.abandon()
 		w.mu.Lock()
 		n := w.pending
 		w.queue = nil
