@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -30,6 +32,12 @@ type Consumer struct {
 	mu       sync.Mutex
 	workers  map[tp]*worker
 	draining map[tp]*worker // taken by a revoke or the shutdown, still running
+
+	// Under ownMu, kept by the rebalance callbacks: the partitions the
+	// group gave this member and the member ID it gave them to.
+	ownMu  sync.Mutex
+	owned  map[tp]struct{}
+	member string
 
 	pool *pool // runs handlers with KeyOrder and Unordered
 
@@ -73,6 +81,7 @@ func New(h Handler, opts ...Opt) (*Consumer, error) {
 		running:  make(chan struct{}),
 		workers:  make(map[tp]*worker),
 		draining: make(map[tp]*worker),
+		owned:    make(map[tp]struct{}),
 		space:    make(chan struct{}, 1),
 	}
 	var strategyOpts []kgo.Opt
@@ -369,7 +378,19 @@ func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool
 	return true
 }
 
-func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	if stale := c.rejoined(cl); stale != nil {
+		// The group removed this member, gave its partitions to others,
+		// and took it back under a new member ID; kgo kept the old
+		// claim, its positions and its marks. Whatever was handled
+		// meanwhile may be handled again, so those partitions are lost
+		// and assigned anew at the group's commits.
+		c.cfg.logger.Warn("rejoined the group as a new member; partitions kept from the old membership are lost and read again from the group's commits", "partitions", stale)
+		c.onLost(ctx, cl, stale)
+		c.reposition(ctx, cl, stale)
+		assigned = union(assigned, stale)
+	}
+	c.own(assigned, true)
 	c.cfg.logger.Info("partitions assigned", "partitions", assigned)
 	c.rebalanced(Assigned, assigned)
 	if c.cfg.onAssigned != nil {
@@ -378,6 +399,7 @@ func (c *Consumer) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[s
 }
 
 func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	c.own(revoked, false)
 	c.stopWorkers(c.takeWorkers(revoked), c.cfg.revokeTimeout, false)
 	if !c.closing.Load() {
 		cctx, cancel := context.WithTimeout(ctx, c.cfg.revokeTimeout)
@@ -394,6 +416,7 @@ func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[str
 }
 
 func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.own(lost, false)
 	c.abandonDraining(lost)
 	c.stopWorkers(c.takeWorkers(lost), c.cfg.revokeTimeout, true)
 	c.cfg.logger.Warn("partitions lost; their offsets are not committed", "partitions", lost)
@@ -401,6 +424,97 @@ func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]
 	if c.cfg.onLost != nil {
 		c.cfg.onLost(ctx, lost)
 	}
+}
+
+// own adds partitions to the owned set, or removes them.
+func (c *Consumer) own(partitions map[string][]int32, add bool) {
+	c.ownMu.Lock()
+	defer c.ownMu.Unlock()
+	for topic, ps := range partitions {
+		for _, p := range ps {
+			if add {
+				c.owned[tp{topic, p}] = struct{}{}
+			} else {
+				delete(c.owned, tp{topic, p})
+			}
+		}
+	}
+}
+
+// rejoined returns the partitions still owned from before, if the member
+// was assigned partitions under a member ID other than the last one; nil
+// otherwise. kgo answers a JoinGroup refused with UNKNOWN_MEMBER_ID (the
+// group expired the member) by joining as a new member that still claims
+// its old partitions, without calling OnPartitionsLost.
+func (c *Consumer) rejoined(cl *kgo.Client) map[string][]int32 {
+	member, _ := cl.GroupMetadata()
+	c.ownMu.Lock()
+	defer c.ownMu.Unlock()
+	last := c.member
+	c.member = member
+	if last == "" || member == last || len(c.owned) == 0 {
+		return nil
+	}
+	stale := make(map[string][]int32)
+	for k := range c.owned {
+		stale[k.topic] = append(stale[k.topic], k.partition)
+	}
+	return stale
+}
+
+// reposition moves partitions to where a fresh assignment would start them:
+// the group's commits, through the strategy if there is one. Failing that,
+// they go on from where they are, which may handle records again but skips
+// none.
+func (c *Consumer) reposition(ctx context.Context, cl *kgo.Client, partitions map[string][]int32) {
+	fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, c.cfg.group)
+	if err == nil {
+		err = fetched.Error()
+	}
+	if err != nil {
+		c.cfg.logger.Error("reading the group's commits to reposition partitions failed; they go on from their positions", "partitions", partitions, "err", err)
+		return
+	}
+	reset, _ := cl.OptValue(kgo.ConsumeResetOffset).(kgo.Offset)
+	start := make(map[string]map[int32]kgo.Offset, len(partitions))
+	for topic, ps := range partitions {
+		start[topic] = make(map[int32]kgo.Offset, len(ps))
+		for _, p := range ps {
+			start[topic][p] = reset
+			if o, ok := fetched.Lookup(topic, p); ok && o.At >= 0 {
+				start[topic][p] = kgo.NewOffset().At(o.At).WithEpoch(o.LeaderEpoch)
+			}
+		}
+	}
+	if s := c.cfg.strategy; s != nil {
+		if start, err = s.StartOffsets(ctx, start); err != nil {
+			c.cfg.logger.Error("positioning partitions after rejoining failed; they go on from their positions", "partitions", partitions, "err", err)
+			return
+		}
+	}
+	set := make(map[string]map[int32]kgo.EpochOffset, len(start))
+	for topic, ps := range start {
+		set[topic] = make(map[int32]kgo.EpochOffset, len(ps))
+		for p, o := range ps {
+			set[topic][p] = o.EpochOffset()
+		}
+	}
+	cl.SetOffsets(set)
+}
+
+// union returns the partitions in a or b.
+func union(a, b map[string][]int32) map[string][]int32 {
+	out := make(map[string][]int32, len(a)+len(b))
+	for _, m := range []map[string][]int32{a, b} {
+		for topic, ps := range m {
+			for _, p := range ps {
+				if !slices.Contains(out[topic], p) {
+					out[topic] = append(out[topic], p)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // rebalanced tells the observer and the strategy of a rebalance.

@@ -216,7 +216,10 @@ func OnRevoked(fn PartitionsFunc) Opt {
 
 // OnLost sets a function called after partitions were lost, for example on
 // session expiry. Their offsets are not committed: another member may own
-// them already.
+// them already. It is also called when the member comes back into the group
+// under a new member ID still holding partitions (kgo keeps them across
+// such a rejoin): they are reported lost, read again from the group's
+// commits, and reported to OnAssigned.
 func OnLost(fn PartitionsFunc) Opt {
 	return opt(func(c *cfg) { c.onLost = fn })
 }

@@ -3,6 +3,7 @@ package consumer_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -397,4 +398,104 @@ func onlyMember(t *testing.T, cluster *kafkatest.Cluster, group string) string {
 		return false
 	})
 	return id
+}
+
+// A member the group expired while it was cut off, and that comes back
+// under a new member ID, must not go on from its old position: kgo keeps
+// the old claim and position, so the Consumer reports the partitions lost
+// and starts them again at the group's commits.
+func TestRejoinAsNewMemberRestartsFromTheGroupsCommits(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	cluster.ProduceSeq(t, topic, 50, 50)
+	var mu sync.Mutex
+	var handledA []int64
+	blockedA, wakeA := make(chan struct{}), make(chan struct{})
+	var blockOnce sync.Once
+	a := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+		if r.Offset == 60 {
+			blockOnce.Do(func() { close(blockedA) })
+			<-ctx.Done() // held until the partition is taken from it
+			return ctx.Err()
+		}
+		mu.Lock()
+		handledA = append(handledA, r.Offset)
+		mu.Unlock()
+		return nil
+	})
+	lostA := make(chan struct{})
+	var lostOnce sync.Once
+	fast := consumer.ClientOpts(kgo.SessionTimeout(time.Second))
+	// Heartbeats far apart, so that a's revoke ends and it rejoins before a
+	// heartbeat tells it that its member ID is unknown (kgo handles that
+	// path correctly).
+	slowBeat := consumer.ClientOpts(kgo.HeartbeatInterval(700 * time.Millisecond))
+	ca, err := consumer.New(a, testOpts(cluster, "g", fast, slowBeat,
+		consumer.CommitInterval(100*time.Millisecond),
+		consumer.OnLost(func(context.Context, map[string][]int32) { lostOnce.Do(func() { close(lostA) }) }),
+	)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.Run(t, ca)
+	kafkatest.WaitFor(t, 20*time.Second, "a to commit the first records", func() bool { return cluster.Committed(t, "g", topic)[0] == 50 })
+	memberA := onlyMember(t, cluster, "g")
+
+	b := newMember()
+	cb, err := consumer.New(b, testOpts(cluster, "g", fast, consumer.CommitInterval(100*time.Millisecond))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopB := kafkatest.Run(t, cb)
+	kafkatest.WaitFor(t, 20*time.Second, "b to join", func() bool { return groupSize(t, cluster, "g") == 2 })
+
+	// a's next heartbeat is held until the group expired a, and then
+	// answered REBALANCE_IN_PROGRESS, as a broker fault can answer it:
+	// a rejoins, learns that its member ID is unknown, and joins anew.
+	var held atomic.Bool
+	cluster.ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		hb := req.(*kmsg.HeartbeatRequest)
+		if hb.MemberID != memberA || !held.CompareAndSwap(false, true) {
+			cluster.KeepControl()
+			return nil, nil, false
+		}
+		cluster.SleepControl(func() { <-wakeA })
+		resp := hb.ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = kerr.RebalanceInProgress.Code
+		return resp, nil, true
+	})
+	cluster.ProduceSeq(t, topic, 50, 50)
+	<-blockedA
+	kafkatest.WaitFor(t, 30*time.Second, "b to take the partition and commit its end", func() bool {
+		return b.total() > 0 && cluster.Committed(t, "g", topic)[0] == 100
+	})
+	if err := stopB(); err != nil {
+		t.Fatalf("Run b: %v", err)
+	}
+	close(wakeA)
+	select {
+	case <-lostA:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a was never told that it lost the partition")
+	}
+	cluster.ProduceSeq(t, topic, 1, 1)
+	kafkatest.WaitFor(t, 30*time.Second, "a to handle the next record", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handledA) > 0 && handledA[len(handledA)-1] == 100
+	})
+	mu.Lock()
+	got := slices.Clone(handledA)
+	mu.Unlock()
+	if want := append(span(0, 60), 100); !slices.Equal(got, want) {
+		t.Fatalf("a handled %v, want %v: after rejoining it must start at b's commit", got, want)
+	}
+	kafkatest.WaitFor(t, 20*time.Second, "a to commit", func() bool { return cluster.Committed(t, "g", topic)[0] == 101 })
+}
+
+func span(from, to int64) []int64 {
+	var out []int64
+	for o := from; o < to; o++ {
+		out = append(out, o)
+	}
+	return out
 }
