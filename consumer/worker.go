@@ -37,7 +37,6 @@ type worker struct {
 	// that long, even behind a handler call that hangs; publishing it is
 	// much cheaper per record than reading the clock or marking.
 	handled atomic.Pointer[kgo.Record]
-	stored  *kgo.Record // the last record storeHandled stored
 
 	// With KeyOrder and Unordered, under tmu:
 	tmu     sync.Mutex
@@ -138,7 +137,7 @@ func (w *worker) run() {
 		clock = time.Now()
 	}
 	defer func() {
-		w.store(w.handled.Load())
+		w.storeHandled()
 		// The backlog ticker may still hold this worker; once its
 		// partition is revoked and committed, a late store would bring
 		// the partition back into the next commit.
@@ -159,6 +158,9 @@ func (w *worker) run() {
 		batch, w.queue = w.queue, batch[:0]
 		w.mu.Unlock()
 		if len(batch) == 0 {
+			// Idle: store now rather than at the next tick, and let go
+			// of the last record, which pins the buffer of its fetch.
+			w.storeHandled()
 			select {
 			case <-w.wake:
 				if timed {
@@ -190,12 +192,14 @@ func (w *worker) run() {
 	}
 }
 
-// storeHandled stores the offset of the last record run handled, if it
-// changed since the last call. Only the Consumer's backlog ticker calls it.
+// storeHandled stores the offset of the last record run handled, if it is
+// not stored yet, and lets go of the record, which pins the buffer of the
+// whole fetch it came in.
 func (w *worker) storeHandled() {
-	if r := w.handled.Load(); r != w.stored {
-		w.stored = r
-		w.store(r)
+	w.smu.Lock()
+	defer w.smu.Unlock()
+	if r := w.handled.Swap(nil); r != nil && w.c.cfg.group != "" && w.ctx.Err() == nil {
+		w.c.cl.MarkCommitRecords(r)
 	}
 }
 
