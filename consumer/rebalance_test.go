@@ -305,13 +305,7 @@ func TestShutdownDoesNotCommitAPartitionLostWhileDraining(t *testing.T) {
 	kafkatest.WaitFor(t, 20*time.Second, "offset 5 committed", func() bool { return cluster.Committed(t, "g", topic)[0] == 5 })
 	memberA := onlyMember(t, cluster, "g")
 
-	b := newMember()
-	cb, err := consumer.New(b, testOpts(cluster, "g", fast, consumer.CommitInterval(100*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopB := kafkatest.Run(t, cb)
-	kafkatest.WaitFor(t, 20*time.Second, "b to join", func() bool { return groupSize(t, cluster, "g") == 2 })
+	b, stopB := joinSecond(t, cluster, fast)
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- stopA() }()
@@ -440,13 +434,7 @@ func TestRejoinAsNewMemberRestartsFromTheGroupsCommits(t *testing.T) {
 	kafkatest.WaitFor(t, 20*time.Second, "a to commit the first records", func() bool { return cluster.Committed(t, "g", topic)[0] == 50 })
 	memberA := onlyMember(t, cluster, "g")
 
-	b := newMember()
-	cb, err := consumer.New(b, testOpts(cluster, "g", fast, consumer.CommitInterval(100*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopB := kafkatest.Run(t, cb)
-	kafkatest.WaitFor(t, 20*time.Second, "b to join", func() bool { return groupSize(t, cluster, "g") == 2 })
+	b, stopB := joinSecond(t, cluster, fast)
 
 	// a's next heartbeat is held until the group expired a, and then
 	// answered REBALANCE_IN_PROGRESS, as a broker fault can answer it:
@@ -498,4 +486,18 @@ func span(from, to int64) []int64 {
 		out = append(out, o)
 	}
 	return out
+}
+
+// joinSecond starts a second member of group g and waits until the group
+// is stable with both.
+func joinSecond(t *testing.T, cluster *kafkatest.Cluster, opts ...consumer.Opt) (*member, func() error) {
+	t.Helper()
+	b := newMember()
+	cb, err := consumer.New(b, testOpts(cluster, "g", append(opts, consumer.CommitInterval(100*time.Millisecond))...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := kafkatest.Run(t, cb)
+	kafkatest.WaitFor(t, 20*time.Second, "the second member to join", func() bool { return groupSize(t, cluster, "g") == 2 })
+	return b, stop
 }
