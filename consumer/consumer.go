@@ -467,6 +467,8 @@ func (c *Consumer) rejoined(cl *kgo.Client) map[string][]int32 {
 // they go on from where they are, which may handle records again but skips
 // none.
 func (c *Consumer) reposition(ctx context.Context, cl *kgo.Client, partitions map[string][]int32) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.revokeTimeout)
+	defer cancel()
 	fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, c.cfg.group)
 	if err == nil {
 		err = fetched.Error()
