@@ -379,14 +379,7 @@ func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool
 }
 
 func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	if stale := c.rejoined(cl); stale != nil {
-		// The group removed this member, gave its partitions to others,
-		// and took it back under a new member ID; kgo kept the old
-		// claim, its positions and its marks. Whatever was handled
-		// meanwhile may be handled again, so those partitions are lost
-		// and assigned anew at the group's commits.
-		c.cfg.logger.Warn("rejoined the group as a new member; partitions kept from the old membership are lost and read again from the group's commits", "partitions", stale)
-		c.onLost(ctx, cl, stale)
+	if stale := c.forgetOldMembership(ctx, cl); stale != nil {
 		c.reposition(ctx, cl, stale)
 		assigned = union(assigned, stale)
 	}
@@ -398,12 +391,22 @@ func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[
 	}
 }
 
-func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	var stale map[string][]int32
+	if stale = c.forgetOldMembership(ctx, cl); stale != nil {
+		// What the new membership takes was lost already; what it keeps
+		// starts again at the group's commits.
+		if kept := minus(stale, revoked); len(kept) > 0 {
+			c.reposition(ctx, cl, kept)
+			c.onAssigned(ctx, cl, kept)
+		}
+		revoked = minus(revoked, stale)
+	}
 	c.own(revoked, false)
 	c.stopWorkers(c.takeWorkers(revoked), c.cfg.revokeTimeout, false)
 	if !c.closing.Load() {
 		cctx, cancel := context.WithTimeout(ctx, c.cfg.revokeTimeout)
-		if err := c.commit(cctx); err != nil {
+		if err := c.commit(cctx, stale); err != nil {
 			c.cfg.logger.Error("commit on revoke failed", "err", err)
 		}
 		cancel()
@@ -441,11 +444,25 @@ func (c *Consumer) own(partitions map[string][]int32, add bool) {
 	}
 }
 
-// rejoined returns the partitions still owned from before, if the member
-// was assigned partitions under a member ID other than the last one; nil
-// otherwise. kgo answers a JoinGroup refused with UNKNOWN_MEMBER_ID (the
-// group expired the member) by joining as a new member that still claims
-// its old partitions, without calling OnPartitionsLost.
+// forgetOldMembership handles a rebalance callback made under a member ID
+// other than the one the held partitions were assigned to. kgo answers a
+// JoinGroup refused with UNKNOWN_MEMBER_ID (the group expired the member) by
+// joining as a new member that still claims its old partitions, with their
+// positions and marks, and without calling OnPartitionsLost; meanwhile the
+// group gave them to others. Those partitions are reported lost and
+// returned, so that none of their marks is committed and the ones the
+// group lets the member keep start again at the group's commits.
+func (c *Consumer) forgetOldMembership(ctx context.Context, cl *kgo.Client) map[string][]int32 {
+	stale := c.rejoined(cl)
+	if stale != nil {
+		c.cfg.logger.Warn("rejoined the group as a new member; partitions kept from the old membership are lost", "partitions", stale)
+		c.onLost(ctx, cl, stale)
+	}
+	return stale
+}
+
+// rejoined returns the partitions still owned from before, if the callback
+// runs under a member ID other than the last one seen; nil otherwise.
 func (c *Consumer) rejoined(cl *kgo.Client) map[string][]int32 {
 	member, _ := cl.GroupMetadata()
 	c.ownMu.Lock()
@@ -504,6 +521,19 @@ func (c *Consumer) reposition(ctx context.Context, cl *kgo.Client, partitions ma
 	cl.SetOffsets(set)
 }
 
+// minus returns the partitions of a that are not in b.
+func minus(a, b map[string][]int32) map[string][]int32 {
+	out := make(map[string][]int32)
+	for topic, ps := range a {
+		for _, p := range ps {
+			if !slices.Contains(b[topic], p) {
+				out[topic] = append(out[topic], p)
+			}
+		}
+	}
+	return out
+}
+
 // union returns the partitions in a or b.
 func union(a, b map[string][]int32) map[string][]int32 {
 	out := make(map[string][]int32, len(a)+len(b))
@@ -529,9 +559,17 @@ func (c *Consumer) rebalanced(e Event, partitions map[string][]int32) {
 	}
 }
 
-// commit commits the stored offsets synchronously.
-func (c *Consumer) commit(ctx context.Context) error {
+// commit commits the stored offsets synchronously, except those of skip.
+func (c *Consumer) commit(ctx context.Context, skip map[string][]int32) error {
 	marked := c.cl.MarkedOffsets()
+	for topic, ps := range skip {
+		for _, p := range ps {
+			delete(marked[topic], p)
+		}
+		if len(marked[topic]) == 0 {
+			delete(marked, topic)
+		}
+	}
 	if len(marked) == 0 {
 		return nil
 	}
@@ -599,7 +637,7 @@ func (c *Consumer) shutdown() error {
 	}
 	if c.cfg.group != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.revokeTimeout)
-		if err := c.commit(ctx); err != nil {
+		if err := c.commit(ctx, nil); err != nil {
 			errs = append(errs, fmt.Errorf("consumer: final commit: %w", err))
 		}
 		cancel()

@@ -399,6 +399,17 @@ func onlyMember(t *testing.T, cluster *kafkatest.Cluster, group string) string {
 // the old claim and position, so the Consumer reports the partitions lost
 // and starts them again at the group's commits.
 func TestRejoinAsNewMemberRestartsFromTheGroupsCommits(t *testing.T) {
+	testRejoinAsNewMember(t, false)
+}
+
+// The same, with the other member still in the group: the group takes
+// the partition from the member that rejoined, whose revoke must not
+// commit the old membership's position over the other member's commits.
+func TestRejoinAsNewMemberCommitsNothingOfTheOldMembership(t *testing.T) {
+	testRejoinAsNewMember(t, true)
+}
+
+func testRejoinAsNewMember(t *testing.T, bStays bool) {
 	cluster := kafkatest.NewCluster(t, 1, topic)
 	cluster.ProduceSeq(t, topic, 50, 50)
 	var mu sync.Mutex
@@ -456,14 +467,30 @@ func TestRejoinAsNewMemberRestartsFromTheGroupsCommits(t *testing.T) {
 	kafkatest.WaitFor(t, 30*time.Second, "b to take the partition and commit its end", func() bool {
 		return b.total() > 0 && cluster.Committed(t, "g", topic)[0] == 100
 	})
-	if err := stopB(); err != nil {
-		t.Fatalf("Run b: %v", err)
+	if !bStays {
+		if err := stopB(); err != nil {
+			t.Fatalf("Run b: %v", err)
+		}
 	}
 	close(wakeA)
 	select {
 	case <-lostA:
 	case <-time.After(30 * time.Second):
 		t.Fatal("a was never told that it lost the partition")
+	}
+	if bStays {
+		kafkatest.WaitFor(t, 30*time.Second, "both members in the group again", func() bool { return groupSize(t, cluster, "g") == 2 })
+		if got := cluster.Committed(t, "g", topic)[0]; got != 100 {
+			t.Fatalf("committed %d once a was back, want b's 100: a committed its old position", got)
+		}
+		cluster.ProduceSeq(t, topic, 1, 1)
+		kafkatest.WaitFor(t, 30*time.Second, "the next record committed", func() bool { return cluster.Committed(t, "g", topic)[0] == 101 })
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(handledA[:60], span(0, 60)) || slices.ContainsFunc(handledA[60:], func(o int64) bool { return o < 100 }) {
+			t.Fatalf("a handled %v, want 0 to 59 and then nothing below b's commit", handledA)
+		}
+		return
 	}
 	cluster.ProduceSeq(t, topic, 1, 1)
 	kafkatest.WaitFor(t, 30*time.Second, "a to handle the next record", func() bool {
