@@ -198,21 +198,22 @@ func (w *worker) run() {
 func (w *worker) storeHandled() {
 	w.smu.Lock()
 	defer w.smu.Unlock()
-	if r := w.handled.Swap(nil); r != nil && w.c.cfg.group != "" && w.ctx.Err() == nil {
-		w.c.cl.MarkCommitRecords(r)
-	}
+	w.mark(w.handled.Swap(nil))
 }
 
 // store marks the offset of r, a handled record, for the next commit,
 // unless the partition was abandoned (lost, or revoked past the timeout) and
 // is no longer ours.
 func (w *worker) store(r *kgo.Record) {
-	if r == nil || w.c.cfg.group == "" {
-		return
-	}
 	w.smu.Lock()
 	defer w.smu.Unlock()
-	if w.ctx.Err() == nil {
+	w.mark(r)
+}
+
+// mark marks r for the next commit unless the worker was abandoned; the
+// caller holds w.smu.
+func (w *worker) mark(r *kgo.Record) {
+	if r != nil && w.c.cfg.group != "" && w.ctx.Err() == nil {
 		w.c.cl.MarkCommitRecords(r)
 	}
 }

@@ -35,12 +35,12 @@ import (
 // checkpoint, whatever the group committed, and records at or below the
 // checkpoint are skipped. (A partition whose commit is at most 10,000
 // records behind its checkpoint is read from the commit, skipping up to
-// the checkpoint, so that the commit catches up with the store.) Starting from the store rather than from Kafka is
-// what replays the records a restored backup of the store is missing; the
-// price is that records handled after the last checkpoint without changing
-// it, such as dead-lettered ones, are handled again after a rebalance (a
-// dead-lettered record gets a second dead letter with the same source
-// headers). A partition without a checkpoint starts where
+// the checkpoint, so that the commit catches up with the store.) Starting
+// from the store rather than from Kafka is what replays the records a
+// restored backup of the store is missing; the price is that records
+// handled after the last checkpoint without changing it, such as
+// dead-lettered ones, are handled again after a rebalance (a dead-lettered
+// record gets a second dead letter with the same source headers). A partition without a checkpoint starts where
 // StartWithoutCheckpoint says, "latest" by default. A checkpoint beyond the
 // end of its partition leaves the partition unconsumed with an *AheadError;
 // one below the start of its partition is a *DataLossError (see OnDataLoss).
