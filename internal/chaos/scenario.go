@@ -444,19 +444,27 @@ func (s *memberSet) startChild(group string) error {
 func (s *memberSet) randomChild(group string, rng *rand.Rand) *child {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	c, _ := takeRandom(&s.children, rng, func(c *child) bool { return c.log.group == group })
+	return c
+}
+
+// takeRandom removes a random element of *list for which match holds and
+// returns it; false if there is none.
+func takeRandom[T any](list *[]T, rng *rand.Rand, match func(T) bool) (T, bool) {
 	var idx []int
-	for i, c := range s.children {
-		if c.log.group == group {
+	for i, v := range *list {
+		if match(v) {
 			idx = append(idx, i)
 		}
 	}
 	if len(idx) == 0 {
-		return nil
+		var zero T
+		return zero, false
 	}
 	i := idx[rng.IntN(len(idx))]
-	c := s.children[i]
-	s.children = slices.Delete(s.children, i, i+1)
-	return c
+	v := (*list)[i]
+	*list = slices.Delete(*list, i, i+1)
+	return v, true
 }
 
 func (s *memberSet) startInproc(group string) *inprocMember {
@@ -502,18 +510,10 @@ func (s *memberSet) inprocCount(group string) int {
 func (s *memberSet) stopRandomInproc(group string, rng *rand.Rand) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var idx []int
-	for i, m := range s.inproc {
-		if m.log.group == group {
-			idx = append(idx, i)
-		}
-	}
-	if len(idx) == 0 {
+	m, ok := takeRandom(&s.inproc, rng, func(m *inprocMember) bool { return m.log.group == group })
+	if !ok {
 		return
 	}
-	i := idx[rng.IntN(len(idx))]
-	m := s.inproc[i]
-	s.inproc = slices.Delete(s.inproc, i, i+1)
 	s.stopping = append(s.stopping, m)
 	go m.cancel()
 }
