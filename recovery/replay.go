@@ -101,8 +101,15 @@ func (r *FullReplay) Setup(group string) ([]kgo.Opt, error) {
 		return nil, fmt.Errorf("recovery: Snapshots needs a Snapshotter and a positive interval (got %v)", r.every)
 	}
 	start := kgo.NewOffset().AtStart()
+	first := start
+	if r.snap != nil {
+		// Start moves partitions to the snapshot's offsets with SetOffsets,
+		// which skips a partition still listing where AtStart is. An exact
+		// offset needs no listing; below the log start it resets to it.
+		first = kgo.NewOffset().At(0)
+	}
 	return []kgo.Opt{
-		kgo.ConsumeStartOffset(start),
+		kgo.ConsumeStartOffset(first),
 		// Where the client cannot tell what the broker lost, read it all
 		// again: replaying is harmless for overwritten state.
 		kgo.ConsumeResetOffset(start),

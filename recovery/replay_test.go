@@ -321,6 +321,32 @@ func TestFullReplayResumesFromSnapshot(t *testing.T) {
 	}
 }
 
+// TestFullReplayResumesAtTheSnapshotEveryStart resumes many times from one
+// snapshot: the client must not read below it whatever stage its own
+// positioning reached when the strategy moves it.
+func TestFullReplayResumesAtTheSnapshotEveryStart(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 2, topic)
+	produceTo(t, cluster, 0, 50)
+	produceTo(t, cluster, 1, 50)
+	deleteBefore(t, cluster, 1, 10)
+	resume := recovery.Offsets{topic: {0: 30, 1: 40}}
+	for i := range 25 {
+		snaps := &memSnapshots{state: &lastValues{}, offsets: resume}
+		s := recovery.NewFullReplay(recovery.Snapshots(snaps, time.Hour), recovery.WithLogger(quiet))
+		log := newOffsetLog()
+		stop := kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "", s)...))
+		wait(t, s.CaughtUp(), 10*time.Second, "caught up")
+		if err := stop(); err != nil {
+			t.Fatalf("start %d: Run: %v", i, err)
+		}
+		for p, next := range resume[topic] {
+			if got := log.of(p); !slices.Equal(got, span(next, 50)) {
+				t.Fatalf("start %d: partition %d handled %v, want %d to 49", i, p, got, next)
+			}
+		}
+	}
+}
+
 // TestFullReplaySnapshotsMatchTheirOffsets saves snapshots while the replay
 // runs and checks each one's state is exactly the records below its offsets.
 func TestFullReplaySnapshotsMatchTheirOffsets(t *testing.T) {
