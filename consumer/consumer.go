@@ -170,7 +170,8 @@ func (c *Consumer) Stats() Stats {
 // up to the shutdown timeout for the records in hand, commits, leaves the
 // group and closes the client. It returns nil after a clean shutdown, an
 // error wrapping ErrDrainTimeout if handlers did not finish in time, the
-// commit's error if the last commit failed, and ErrRunTwice if called again.
+// commit's error if the last commit failed, the error of a Stopper strategy,
+// and ErrRunTwice if called again.
 func (c *Consumer) Run(ctx context.Context) error {
 	if !c.ran.CompareAndSwap(false, true) {
 		return ErrRunTwice
@@ -634,6 +635,12 @@ func (c *Consumer) shutdown() error {
 	var errs []error
 	if !c.stopWorkers(c.takeWorkers(nil), c.cfg.shutdownTimeout, false) {
 		errs = append(errs, fmt.Errorf("%w after %v", ErrDrainTimeout, c.cfg.shutdownTimeout))
+	} else if s, ok := c.cfg.strategy.(Stopper); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.shutdownTimeout)
+		if err := s.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("consumer: stopping %T: %w", s, err))
+		}
+		cancel()
 	}
 	if c.cfg.group != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.revokeTimeout)

@@ -39,3 +39,11 @@ type RebalanceWatcher interface {
 type OrderChecker interface {
 	CheckOrder(o Ordering) error
 }
+
+// A Stopper is a Strategy with work to do when the Consumer stops, such as
+// saving a last snapshot. Run calls Stop once handlers finished every record
+// in hand, before the last commit; not when the drain timed out, since
+// handlers are still running then. Run returns Stop's error.
+type Stopper interface {
+	Stop(ctx context.Context) error
+}

@@ -81,8 +81,9 @@ func OnDataLoss(fn func(ctx context.Context, e *DataLossError) error) Opt {
 }
 
 // Snapshots makes a FullReplay resume from the newest snapshot s holds
-// instead of the start of every partition, and save a new one every interval
-// while it runs. Without it, a FullReplay replays everything on each start.
+// instead of the start of every partition, save a new one every interval
+// while it runs, and a last one when the Consumer stops cleanly. Without it,
+// a FullReplay replays everything on each start.
 func Snapshots(s Snapshotter, every time.Duration) ReplayOpt {
 	return replayOpt(func(r *FullReplay) { r.snap, r.every = s, every })
 }

@@ -53,6 +53,7 @@ type FullReplay struct {
 	every time.Duration
 
 	started  chan struct{} // closed when Start has filled parts
+	saver    chan struct{} // closed when the periodic saves ended
 	caughtUp chan struct{}
 	parts    map[topicPartition]*replayPartition
 	behind   atomic.Int64 // partitions not caught up
@@ -70,13 +71,17 @@ type replayPartition struct {
 	_      [32]byte // own cache line: partitions' goroutines store next for every record
 }
 
-var _ consumer.Strategy = (*FullReplay)(nil)
+var (
+	_ consumer.Strategy = (*FullReplay)(nil)
+	_ consumer.Stopper  = (*FullReplay)(nil)
+)
 
 // NewFullReplay returns a FullReplay strategy for one Consumer.
 func NewFullReplay(opts ...ReplayOpt) *FullReplay {
 	r := &FullReplay{
 		common:   newCommon(),
 		started:  make(chan struct{}),
+		saver:    make(chan struct{}),
 		caughtUp: make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -328,7 +333,23 @@ func (r *FullReplay) SaveSnapshot(ctx context.Context) error {
 	return nil
 }
 
+// Stop implements consumer.Stopper: with Snapshots, it saves a last snapshot
+// once the periodic saves ended, so that a restart after a clean stop
+// replays nothing.
+func (r *FullReplay) Stop(ctx context.Context) error {
+	if r.snap == nil {
+		return nil
+	}
+	select {
+	case <-r.saver:
+	case <-ctx.Done():
+		return fmt.Errorf("recovery: waiting for the periodic snapshot: %w", ctx.Err())
+	}
+	return r.SaveSnapshot(ctx)
+}
+
 func (r *FullReplay) saveEvery(ctx context.Context) {
+	defer close(r.saver)
 	t := time.NewTicker(r.every)
 	defer t.Stop()
 	for {

@@ -321,6 +321,55 @@ func TestFullReplayResumesFromSnapshot(t *testing.T) {
 	}
 }
 
+func TestFullReplaySavesASnapshotWhenStopped(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 2, topic)
+	produced := cluster.ProduceSeq(t, topic, 200, 10)
+	snaps := &memSnapshots{state: &lastValues{}}
+	s := recovery.NewFullReplay(recovery.Snapshots(snaps, time.Hour), recovery.WithLogger(quiet))
+	stop := kafkatest.Run(t, newConsumer(t, snaps.state.handler(newOffsetLog()), testOpts(cluster, "", s)...))
+	wait(t, s.CaughtUp(), 10*time.Second, "caught up")
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	state, offsets, saves := snaps.last()
+	if saves != 1 {
+		t.Fatalf("%d snapshots saved by the time Run returned, want the last one only", saves)
+	}
+	if !maps.EqualFunc(offsets, s.HighWatermarks(), maps.Equal) {
+		t.Errorf("last snapshot's offsets %v, want the high watermarks %v", offsets, s.HighWatermarks())
+	}
+	if want := lastValuesBelow(produced, offsets); !maps.Equal(state, want) {
+		t.Errorf("last snapshot's state %v, want %v", state, want)
+	}
+}
+
+// TestFullReplaySavesNoSnapshotWhenTheDrainTimesOut stops a Consumer whose
+// handler hangs: no last snapshot is taken, as it would wait on the handler.
+func TestFullReplaySavesNoSnapshotWhenTheDrainTimesOut(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	produceTo(t, cluster, 0, 5)
+	snaps := &memSnapshots{state: &lastValues{}}
+	s := recovery.NewFullReplay(recovery.Snapshots(snaps, time.Hour), recovery.WithLogger(quiet))
+	release, hung := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		if r.Offset == 2 {
+			once.Do(func() { close(hung) })
+			<-release
+		}
+		return nil
+	})
+	defer close(release)
+	stop := kafkatest.Run(t, newConsumer(t, h, testOpts(cluster, "", s, consumer.ShutdownTimeout(100*time.Millisecond))...))
+	wait(t, hung, 10*time.Second, "handler hung")
+	if err := stop(); !errors.Is(err, consumer.ErrDrainTimeout) {
+		t.Fatalf("Run = %v, want ErrDrainTimeout", err)
+	}
+	if _, _, saves := snaps.last(); saves != 0 {
+		t.Errorf("%d snapshots saved, want none while a handler runs", saves)
+	}
+}
+
 // TestFullReplayResumesAtTheSnapshotEveryStart resumes many times from one
 // snapshot: the client must not read below it whatever stage its own
 // positioning reached when the strategy moves it.
