@@ -47,6 +47,7 @@ type subject struct {
 
 var subjects = []subject{
 	{"FullReplay", "", newReplayWorld},
+	{"FullReplaySnapshots", "", newSnapshotWorld},
 	{"CheckpointSkip", "g", newSkipWorld},
 	{"Stateless", "g", newStatelessWorld},
 }
@@ -166,6 +167,114 @@ func (w *replayWorld) check(t testing.TB, s ready, _ bool) {
 	if got := w.state[s]; !maps.Equal(got, w.truth) {
 		t.Errorf("state has %d keys, want the %d keys of the whole topic: got %v, want %v", len(got), len(w.truth), got, w.truth)
 	}
+}
+
+// FullReplay with snapshots: the same map, saved with its offsets every
+// millisecond to a store that survives a crash. A process given a killer
+// dies at its first snapshot after the killer's call or the end of the
+// replay, once an earlier one was saved, so that each crash leaves a
+// snapshot behind and loses what came after it; a dead process saves
+// nothing. A clean stop saves a last one.
+
+type snapshotWorld struct {
+	*replayWorld
+	produced int
+	saved    map[string]string // guarded by replayWorld.mu, as are the rest
+	offsets  recovery.Offsets
+	resumes  int          // processes that started from a snapshot with offsets
+	below    atomic.Int64 // records handled below the snapshot their process started from
+	handled  atomic.Int64
+}
+
+func newSnapshotWorld(c *kafkatest.Cluster, produced []*kgo.Record) world {
+	return &snapshotWorld{replayWorld: newReplayWorld(c, produced).(*replayWorld), produced: len(produced)}
+}
+
+// snapshotter is one process's access to the world's snapshot.
+type snapshotter struct {
+	w      *snapshotWorld
+	k      *killer
+	state  map[string]string
+	replay *recovery.FullReplay
+	loaded atomic.Pointer[recovery.Offsets]
+	calls  atomic.Int64
+	saves  int // saves with offsets; Save calls are serialized
+}
+
+func (s *snapshotter) Load(context.Context) (recovery.Offsets, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	maps.Copy(s.state, s.w.saved)
+	offsets := make(recovery.Offsets)
+	for topic, ps := range s.w.offsets {
+		offsets[topic] = maps.Clone(ps)
+	}
+	if len(offsets) > 0 {
+		s.w.resumes++
+	}
+	s.loaded.Store(&offsets)
+	return offsets, nil
+}
+
+func (s *snapshotter) Save(_ context.Context, offsets recovery.Offsets) error {
+	if k := s.k; k != nil {
+		if !k.dead.Load() && s.saves > 0 && (s.calls.Load() >= k.at || isClosed(s.replay.CaughtUp())) {
+			k.die()
+		}
+		if k.dead.Load() {
+			return errDead
+		}
+	}
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.saved, s.w.offsets = maps.Clone(s.state), offsets
+	if len(offsets) > 0 {
+		s.saves++
+	}
+	return nil
+}
+
+func (w *snapshotWorld) process(k *killer) (ready, consumer.Handler) {
+	snap := &snapshotter{w: w, k: k, state: make(map[string]string)}
+	s := recovery.NewFullReplay(recovery.Snapshots(snap, time.Millisecond), recovery.WithLogger(quiet))
+	snap.replay = s
+	w.mu.Lock()
+	w.state[s] = snap.state
+	w.mu.Unlock()
+	return s, consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
+		if k != nil && k.dead.Load() {
+			return errDead
+		}
+		snap.calls.Add(1)
+		if next, ok := (*snap.loaded.Load())[r.Topic][r.Partition]; ok && r.Offset < next {
+			w.below.Add(1)
+		}
+		w.handled.Add(1)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		snap.state[string(r.Key)] = string(r.Value)
+		return nil
+	})
+}
+
+func (w *snapshotWorld) check(t testing.TB, s ready, crashed bool) {
+	t.Helper()
+	w.replayWorld.check(t, s, crashed)
+	if n := w.below.Load(); n > 0 {
+		t.Errorf("%d records handled below the snapshot their process started from", n)
+	}
+	w.mu.Lock()
+	resumes := w.resumes
+	w.mu.Unlock()
+	if !crashed {
+		if resumes == 0 {
+			t.Error("no process started from a snapshot after a clean stop")
+		}
+		if n := w.handled.Load(); n != int64(w.produced) {
+			t.Errorf("%d records handled in all, want each of the %d once: a clean stop saves a last snapshot", n, w.produced)
+		}
+	}
+	t.Logf("%d starts from a snapshot, %d records handled in all", resumes, w.handled.Load())
 }
 
 // CheckpointSkip: sums per key, written with the checkpoint in one step.
