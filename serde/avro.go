@@ -141,12 +141,15 @@ func (a *Avro[T]) Schema() avro.Schema { return a.schema }
 // earlier one may still be in use (Handle does).
 //
 // Errors are *DecodeError values marked by package dlq: poison for bytes
-// that will never decode (ErrBadMagic, ErrTruncated, ErrUnknownSchema,
-// ErrMismatch, ErrIncompatible), retriable when the registry could not be
+// that will never decode (ErrNull, ErrBadMagic, ErrTruncated,
+// ErrUnknownSchema, ErrMismatch, ErrIncompatible), retriable when the registry could not be
 // asked (ErrRegistryUnavailable, or ctx's error).
 func (a *Avro[T]) Decode(ctx context.Context, topic string, data []byte, v *T) error {
 	if v == nil {
 		return errors.New("serde: Decode into a nil pointer")
+	}
+	if data == nil {
+		return poison(topic, a.cfg.key, -1, nullError(a.cfg.key))
 	}
 	id, payload, err := splitHeader(data)
 	if err != nil {

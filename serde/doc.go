@@ -37,8 +37,8 @@
 // A record that cannot be decoded yields a *DecodeError naming the topic,
 // partition, offset and schema ID, marked by package dlq:
 //
-//   - poison, never to succeed: ErrBadMagic, ErrTruncated,
-//     ErrUnknownSchema (the registry answered not-found), ErrMismatch (the
+//   - poison, never to succeed: ErrNull (a null key, or a null value: a
+//     tombstone), ErrBadMagic, ErrTruncated, ErrUnknownSchema (the registry answered not-found), ErrMismatch (the
 //     payload does not fit its schema), ErrIncompatible (the writer schema
 //     cannot be read as the reader schema; the message names both IDs);
 //   - retriable: ErrRegistryUnavailable (unreachable, timed out, 5xx, 429,

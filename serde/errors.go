@@ -22,6 +22,10 @@ var (
 	// end of the record its schema describes. Poison.
 	ErrTruncated = errors.New("payload truncated")
 
+	// ErrNull: the key or value is null; a null value is a tombstone of a
+	// compacted topic. There is nothing to decode. Poison.
+	ErrNull = errors.New("null")
+
 	// ErrUnknownSchema: the registry does not know the schema ID (HTTP 404
 	// with a not-found error code). Poison.
 	ErrUnknownSchema = errors.New("schema ID not found in the registry")
@@ -74,6 +78,14 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 // poison returns a poison *DecodeError for topic and schema ID id.
 func poison(topic string, key bool, id int, err error) error {
 	return dlq.MarkPoison(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: key, SchemaID: id, Err: err})
+}
+
+// nullError returns the cause for a null key or value.
+func nullError(key bool) error {
+	if key {
+		return fmt.Errorf("%w key, nothing to decode", ErrNull)
+	}
+	return fmt.Errorf("%w value (a tombstone), nothing to decode", ErrNull)
 }
 
 // registryError classifies a failed registry request: a not-found answer

@@ -129,6 +129,18 @@ func TestJSON(t *testing.T) {
 	if dlq.ClassOf(err) != dlq.Poison || !errors.Is(err, serde.ErrMismatch) {
 		t.Fatalf("got %v, want poison ErrMismatch", err)
 	}
+	for _, tc := range []struct {
+		codec serde.JSON[telemetry]
+		text  string
+	}{
+		{serde.JSON[telemetry]{}, "value of topic \"sensor-data\", no schema ID: null value (a tombstone)"},
+		{serde.JSON[telemetry]{Key: true}, "key of topic \"sensor-data\", no schema ID: null key"},
+	} {
+		err = tc.codec.Decode(ctx, topic, nil, &v)
+		if dlq.ClassOf(err) != dlq.Poison || !errors.Is(err, serde.ErrNull) || !strings.Contains(err.Error(), tc.text) {
+			t.Errorf("got %v, want poison ErrNull saying %q", err, tc.text)
+		}
+	}
 }
 
 // TestConsumerEndToEnd runs a consumer.Consumer on kfake whose handler comes

@@ -17,8 +17,12 @@ type JSON[T any] struct {
 var _ Decoder[int] = JSON[int]{}
 
 // Decode decodes data, read from topic, into v. Malformed JSON, or JSON
-// that does not fit T, is a poison *DecodeError wrapping ErrMismatch.
+// that does not fit T, is a poison *DecodeError wrapping ErrMismatch; a
+// null key or value (not the JSON literal null) one wrapping ErrNull.
 func (j JSON[T]) Decode(_ context.Context, topic string, data []byte, v *T) error {
+	if data == nil {
+		return poison(topic, j.Key, -1, nullError(j.Key))
+	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return poison(topic, j.Key, -1, fmt.Errorf("%w: %w", ErrMismatch, err))
 	}

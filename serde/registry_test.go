@@ -85,7 +85,8 @@ func TestPoison(t *testing.T) {
 	}{
 		{"bad magic", append([]byte{1}, good[1:]...), serde.ErrBadMagic, -1},
 		{"JSON instead of Avro", []byte(`{"sensor_id":"x"}`), serde.ErrBadMagic, -1},
-		{"empty", nil, serde.ErrTruncated, -1},
+		{"null (a tombstone)", nil, serde.ErrNull, -1},
+		{"empty", []byte{}, serde.ErrTruncated, -1},
 		{"short header", good[:3], serde.ErrTruncated, -1},
 		{"header only", good[:5], serde.ErrTruncated, id},
 		{"truncated payload", good[:len(good)-1], serde.ErrTruncated, id},

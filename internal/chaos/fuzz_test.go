@@ -127,8 +127,12 @@ func FuzzDecodeJSON(f *testing.F) {
 		if err == nil {
 			return
 		}
-		if dlq.ClassOf(err) != dlq.Poison || !errors.Is(err, serde.ErrMismatch) {
-			t.Fatalf("class %v: %v", dlq.ClassOf(err), err)
+		want := serde.ErrMismatch
+		if data == nil {
+			want = serde.ErrNull
+		}
+		if dlq.ClassOf(err) != dlq.Poison || !errors.Is(err, want) {
+			t.Fatalf("class %v, want poison %v: %v", dlq.ClassOf(err), want, err)
 		}
 		if _, ok := errors.AsType[*serde.DecodeError](err); !ok {
 			t.Fatalf("not a *serde.DecodeError: %v", err)

@@ -255,7 +255,7 @@ func (w *workload) bad(key string) (*kgo.Record, Produced, error) {
 	case badNullKey:
 		k, reason = nil, errNoKey.Error()
 	case badNullValue:
-		value, reason = nil, serde.ErrTruncated.Error()+": 0 bytes"
+		value, reason = nil, "null value (a tombstone)"
 	case badHuge:
 		w.lastHuge = time.Now()
 		value = append(value, make([]byte, hugeSize)...)
