@@ -109,3 +109,23 @@ func TestConfigRefusesWhatCannotWork(t *testing.T) {
 		t.Errorf("the default config: %v", err)
 	}
 }
+
+// TestKillTargetsAreReachable: each kill waits for usage's commits to pass
+// its target, so a target beyond what usage can commit would hang the demo.
+// However far usage got at the last kill, the next target is within reach.
+func TestKillTargetsAreReachable(t *testing.T) {
+	const n, expected = 6, 721
+	for i := range n {
+		for _, last := range []int64{0, expected / 2, expected - 50, expected} {
+			for _, u := range []float64{0, 0.5, 0.999} {
+				target := killTarget(i, n, last, expected, u)
+				if target > expected*9/10 {
+					t.Errorf("kill %d after %d committed (u %v): target %d of %d records", i+1, last, u, target, expected)
+				}
+				if last < expected/2 && target <= last {
+					t.Errorf("kill %d after %d committed (u %v): target %d asks for no progress", i+1, last, u, target)
+				}
+			}
+		}
+	}
+}

@@ -258,13 +258,7 @@ func (d *demo) scenario(ctx context.Context, bin, logs string) (result, error) {
 	rebalanceAt := d.cfg.kills / 2
 	var last int64 // usage's progress at the previous kill
 	for i := range d.cfg.kills {
-		// Kill i lands at a random point of the i-th slice of usage's
-		// progress, between 5% and 90% of the records, and after the
-		// restarted processes made some progress of their own.
-		lo, hi := 0.05, 0.90
-		slice := (hi - lo) / float64(d.cfg.kills)
-		target := int64((lo + slice*(float64(i)+0.2+0.6*d.rng.Float64())) * float64(expected))
-		target = max(target, last+int64(slice*float64(expected)/4))
+		target := killTarget(i, d.cfg.kills, last, expected, d.rng.Float64())
 		if err := d.waitProgress(ctx, target, expected); err != nil {
 			return res, fmt.Errorf("before kill %d: %w", i+1, err)
 		}
@@ -300,6 +294,20 @@ func (d *demo) scenario(ctx context.Context, bin, logs string) (result, error) {
 		return res, err
 	}
 	return d.check(ctx, truth, res)
+}
+
+// killTarget returns how many records usage must have committed before
+// kill i of n: a point in the i-th slice of its progress between 5% and 90%
+// of the expected records (placed by u in [0, 1)), after the processes
+// restarted by the last kill (at progress last) made some progress of their
+// own, and never past 90%, which usage always reaches, however far a slow
+// restart let it fall behind the producer.
+func killTarget(i, n int, last, expected int64, u float64) int64 {
+	lo, hi := 0.05, 0.90
+	slice := (hi - lo) / float64(n)
+	target := int64((lo + slice*(float64(i)+0.2+0.6*u)) * float64(expected))
+	target = max(target, last+int64(slice*float64(expected)/4))
+	return min(target, int64(hi*float64(expected)))
 }
 
 // sendMalformed writes a record no service can decode, with a header of
