@@ -3,6 +3,7 @@ package lag_test
 import (
 	"context"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,16 +24,25 @@ func TestReadyzFollowsAFullReplay(t *testing.T) {
 	replay := recovery.NewFullReplay()
 	m := newMonitor(t, lag.NoGroup("current"), lag.WithReadiness(replay))
 	release := make(chan struct{})
-	var handled atomic.Int64
+	var (
+		mu      sync.Mutex // both partitions' workers see the count at half and wait
+		handled atomic.Int64
+	)
 	h := consumer.HandlerFunc(func(ctx context.Context, _ *kgo.Record) error {
-		if handled.Load() == int64(len(produced))/2 {
+		mu.Lock()
+		hold := handled.Load() == int64(len(produced))/2
+		if !hold {
+			handled.Add(1)
+		}
+		mu.Unlock()
+		if hold {
 			select {
 			case <-release:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			handled.Add(1)
 		}
-		handled.Add(1)
 		return nil
 	})
 	c, err := consumer.New(h, cluster.ConsumerOpts(topic, consumer.WithStrategy(replay), consumer.WithObserver(m))...)
