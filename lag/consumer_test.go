@@ -153,19 +153,19 @@ func TestHealthzFailsWhileHandlerBlocksWithRecordsWaiting(t *testing.T) {
 	clk := newClock(base)
 	m := newMonitor(t, lag.Group(group), lag.StuckAfter(time.Minute), lag.Clock(clk.Now))
 	healthz := m.Healthz()
-	h := newHolder(0, 3)
+	// Partition 0 holds its first record, so it has nothing to commit: a
+	// commit landing after the clock moves would count as activity, and
+	// kgo may repeat a commit that was in flight when its next tick came.
+	h := newHolder(0, 0)
 	c, err := consumer.New(h, consumerOpts(cluster, m)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := kafkatest.Run(t, c)
 	h.waitBlocked(t)
-	// Let the commits the hold allows land before the clock moves: a later
-	// one would count as activity.
-	kafkatest.WaitFor(t, 20*time.Second, "commits up to the held record", func() bool {
-		p0, _ := partitionOf(m, topic, 0)
+	kafkatest.WaitFor(t, 20*time.Second, "partition 1 committed to its end", func() bool {
 		p1, _ := partitionOf(m, topic, 1)
-		return p0.Committed == 3 && p1.Committed == ends[1]
+		return p1.Committed == ends[1]
 	})
 	if code, body := get(t, healthz, "/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz %d %q before StuckAfter passed", code, body)
