@@ -146,7 +146,7 @@ func TestRegistryFailuresAreRetriable(t *testing.T) {
 func TestRegistryTimeoutIsRetriable(t *testing.T) {
 	fake := kafkatest.NewRegistry(t)
 	b := encoded(t, fake, 1)
-	codec := newAvro[telemetry](t, newRegistry(t, fake.URL(), serde.LookupTimeout(50*time.Millisecond)), telemetrySchema)
+	codec := newAvro[telemetry](t, newRegistry(t, fake.URL(), serde.LookupTimeout(500*time.Millisecond)), telemetrySchema)
 
 	fake.SetFault(func(_ http.ResponseWriter, r *http.Request) bool {
 		<-r.Context().Done() // never answers; the client gives up
@@ -159,6 +159,8 @@ func TestRegistryTimeoutIsRetriable(t *testing.T) {
 		t.Errorf("error does not wrap the deadline: %v", err)
 	}
 
+	// The lookup after recovery has the same timeout: long enough for a
+	// new connection on a loaded machine.
 	fake.SetFault(nil)
 	if err := codec.Decode(context.Background(), topic, b, &v); err != nil {
 		t.Fatalf("after recovery: %v", err)
