@@ -26,11 +26,12 @@ type service struct {
 	addr string // its HTTP address
 	logs string // directory of its log files
 
-	starts int
-	cmd    *exec.Cmd
-	done   chan struct{} // closed when the process exited
-	err    error         // its exit status, once done
-	log    *os.File
+	starts  int
+	rebinds int // restarts on a new address because the old one was taken
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process exited
+	err     error         // its exit status, once done
+	log     *os.File
 }
 
 // start starts the process, logging to <logs>/<name>.<n>.log.
@@ -138,7 +139,20 @@ func (s *service) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("%s exited while starting: %v; last log lines:\n%s", s.name, s.err, s.tail())
+			if tail := s.tail(); !strings.Contains(tail, "address already in use") || s.rebinds >= 3 {
+				return fmt.Errorf("%s exited while starting: %v; last log lines:\n%s", s.name, s.err, tail)
+			}
+			// Another process took the port after freeAddr let it go.
+			s.rebinds++
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			s.addr = addr
+			if err := s.start(); err != nil {
+				return err
+			}
+			continue
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
