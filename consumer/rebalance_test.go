@@ -301,7 +301,7 @@ func TestShutdownDoesNotCommitAPartitionLostWhileDraining(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopA := kafkatest.Run(t, ca)
-	<-blocked
+	kafkatest.WaitClosed(t, 20*time.Second, "a to hold offset 5", blocked)
 	kafkatest.WaitFor(t, 20*time.Second, "offset 5 committed", func() bool { return cluster.Committed(t, "g", topic)[0] == 5 })
 	memberA := onlyMember(t, cluster, "g")
 
@@ -337,8 +337,13 @@ func TestShutdownDoesNotCommitAPartitionLostWhileDraining(t *testing.T) {
 	kafkatest.WaitFor(t, 30*time.Second, "a to rejoin", func() bool { return groupSize(t, cluster, "g") == 2 })
 
 	close(release)
-	if err := <-stopped; err != nil {
-		t.Fatalf("Run a: %v", err)
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Run a: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run a did not return within a minute of the held call")
 	}
 	if got := cluster.Committed(t, "g", topic)[0]; got != 10 {
 		t.Fatalf("committed offset %d after a stopped, want 10: a committed a partition it had lost", got)
@@ -432,9 +437,10 @@ func testRejoinAsNewMember(t *testing.T, bStays bool) {
 	fast := consumer.ClientOpts(kgo.SessionTimeout(time.Second))
 	// Heartbeats far apart, so that a's revoke ends and it rejoins before a
 	// heartbeat tells it that its member ID is unknown (kgo handles that
-	// path correctly).
-	slowBeat := consumer.ClientOpts(kgo.HeartbeatInterval(700 * time.Millisecond))
-	ca, err := consumer.New(a, testOpts(cluster, "g", fast, slowBeat,
+	// path correctly); a session long enough that a late one of them does
+	// not expire a before the held one.
+	slowBeat := consumer.ClientOpts(kgo.HeartbeatInterval(700*time.Millisecond), kgo.SessionTimeout(3*time.Second))
+	ca, err := consumer.New(a, testOpts(cluster, "g", slowBeat,
 		consumer.CommitInterval(100*time.Millisecond),
 		consumer.OnLost(func(context.Context, map[string][]int32) { lostOnce.Do(func() { close(lostA) }) }),
 	)...)
@@ -463,7 +469,7 @@ func testRejoinAsNewMember(t *testing.T, bStays bool) {
 		return resp, nil, true
 	})
 	cluster.ProduceSeq(t, topic, 50, 50)
-	<-blockedA
+	kafkatest.WaitClosed(t, 30*time.Second, "a to hold offset 60", blockedA)
 	kafkatest.WaitFor(t, 30*time.Second, "b to take the partition and commit its end", func() bool {
 		return b.total() > 0 && cluster.Committed(t, "g", topic)[0] == 100
 	})

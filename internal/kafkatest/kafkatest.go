@@ -133,3 +133,14 @@ func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) 
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// WaitClosed waits up to timeout for ch to be closed, failing the test
+// with msg after that.
+func WaitClosed(t testing.TB, timeout time.Duration, msg string, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(timeout):
+		t.Fatalf("timed out after %v waiting for %s", timeout, msg)
+	}
+}

@@ -16,6 +16,7 @@ import (
 // Run starts c.Run in the background, waits until it is running, and
 // returns a stop function that cancels it and returns Run's error. The test
 // fails at once if Run returns before running; stop is called at cleanup.
+// stop gives up after two minutes, longer than any test's ShutdownTimeout.
 func Run(t testing.TB, c *consumer.Consumer) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -28,8 +29,8 @@ func Run(t testing.TB, c *consumer.Consumer) (stop func() error) {
 			cancel()
 			select {
 			case err = <-errc:
-			case <-time.After(30 * time.Second):
-				err = errors.New("Run did not return within 30s of cancel")
+			case <-time.After(2 * time.Minute):
+				err = errors.New("Run did not return within 2 minutes of cancel")
 			}
 		})
 		return err
