@@ -350,7 +350,11 @@ func TestBreakerOpensOnSystemicFailureAndResumes(t *testing.T) {
 	kafkatest.WaitFor(t, 20*time.Second, "the breaker to open and two probes to fail", func() bool {
 		return router.Stats().BreakerOpens >= 3
 	})
-	// The failure that opens the breaker is held, not dead-lettered.
+	// The failure that opens the breaker is held, not dead-lettered; the
+	// failures before it may still be on their way to the broker.
+	kafkatest.WaitFor(t, 20*time.Second, "the failures before the opening dead-lettered", func() bool {
+		return router.Stats().DeadLettered >= window-1
+	})
 	if s := router.Stats(); s.DeadLettered != window-1 {
 		t.Errorf("%d dead letters with the breaker open, want %d", s.DeadLettered, window-1)
 	}
@@ -461,9 +465,13 @@ func TestWriteTimeoutBoundsAnUnansweredWrite(t *testing.T) {
 	router := newRouter(t, cluster, dlq.WriteTimeout(200*time.Millisecond), dlq.ClientOpts(
 		kgo.ProduceRequestTimeout(2*time.Second), kgo.RequestTimeoutOverhead(3*time.Second)))
 	stop := start(t, cluster, router, h)
-	kafkatest.WaitFor(t, 20*time.Second, "three timed-out writes", func() bool { return router.Stats().WriteFailures >= 3 })
+	// The first writes may time out before the client has even sent a
+	// request (metadata, producer ID); count from the first one sent.
+	kafkatest.WaitFor(t, 20*time.Second, "a dead-letter request sent", func() bool { return sent.Load() >= 1 })
+	failed := router.Stats().WriteFailures
+	kafkatest.WaitFor(t, 20*time.Second, "three timed-out writes", func() bool { return router.Stats().WriteFailures >= failed+3 })
 	if n := sent.Load(); n != 1 {
-		t.Fatalf("the broker saw %d dead-letter requests before three writes timed out, want 1: each write waited for the unanswered request", n)
+		t.Fatalf("the broker saw %d dead-letter requests while three writes timed out, want 1: each write waited for the unanswered request", n)
 	}
 	kafkatest.WaitFor(t, 20*time.Second, "the records before the poison one committed", func() bool {
 		return cluster.Committed(t, group, topic)[0] == recs[1].Offset
