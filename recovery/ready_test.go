@@ -35,15 +35,28 @@ func TestMemberWithoutPartitionsIsReady(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cluster := kafkatest.NewCluster(t, 1, topic)
 			nop := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
-			owned := make(chan map[string][]int32, 2)
-			onAssigned := consumer.OnAssigned(func(_ context.Context, ps map[string][]int32) { owned <- ps })
+			// Each member's assignments, in a buffer the callback never
+			// blocks on: kgo calls it for every member on every rebalance.
+			assigned := func(owned chan map[string][]int32) consumer.Opt {
+				return consumer.OnAssigned(func(_ context.Context, ps map[string][]int32) {
+					select {
+					case owned <- ps:
+					default:
+					}
+				})
+			}
+			ownedFirst, ownedSecond := make(chan map[string][]int32, 16), make(chan map[string][]int32, 16)
 			first, second := strategy(), strategy()
-			kafkatest.Run(t, newConsumer(t, nop, testOpts(cluster, "g", first, onAssigned)...))
+			kafkatest.Run(t, newConsumer(t, nop, testOpts(cluster, "g", first, assigned(ownedFirst))...))
 			kafkatest.WaitFor(t, 20*time.Second, "the first member ready", func() bool { return first.Ready() == nil })
-			<-owned
-			kafkatest.Run(t, newConsumer(t, nop, testOpts(cluster, "g", second, onAssigned)...))
 			select {
-			case ps := <-owned:
+			case <-ownedFirst:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the first member was never assigned")
+			}
+			kafkatest.Run(t, newConsumer(t, nop, testOpts(cluster, "g", second, assigned(ownedSecond))...))
+			select {
+			case ps := <-ownedSecond:
 				if len(ps[topic]) != 0 {
 					t.Fatalf("the second member got %v of a one-partition topic", ps)
 				}
