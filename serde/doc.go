@@ -38,11 +38,23 @@
 // partition, offset and schema ID, marked by package dlq:
 //
 //   - poison, never to succeed: ErrNull (a null key, or a null value: a
-//     tombstone), ErrBadMagic, ErrTruncated, ErrUnknownSchema (the registry answered not-found), ErrMismatch (the
-//     payload does not fit its schema), ErrIncompatible (the writer schema
-//     cannot be read as the reader schema; the message names both IDs);
+//     tombstone), ErrBadMagic, ErrTruncated, ErrUnknownSchema (the
+//     registry answered not-found), ErrMismatch (the payload does not fit
+//     its schema), ErrIncompatible (the writer schema cannot be read as the
+//     reader schema; the message names both IDs);
 //   - retriable: ErrRegistryUnavailable (unreachable, timed out, 5xx, 429,
 //     credentials refused) and the end of the handler's context.
+//
+// On a compacted topic, where a tombstone deletes its key, handle it
+// before the typed handler instead of dead-lettering it:
+//
+//	typed := serde.Handle(codec, save)
+//	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
+//		if r.Value == nil {
+//			return remove(ctx, r.Key)
+//		}
+//		return typed.Handle(ctx, r)
+//	})
 //
 // Subjects for encoding are named by a SubjectStrategy: TopicName (the
 // default), RecordName or TopicRecordName. JSON is a codec without a
