@@ -99,6 +99,11 @@ func benchmark(ctx context.Context, o options, cmdline []string) error {
 	if err != nil {
 		return err
 	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+	}
 	rep := report{
 		Started:  time.Now().UTC(),
 		Command:  strings.TrimSpace("go run . " + strings.Join(cmdline, " ")),
