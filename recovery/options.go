@@ -106,6 +106,13 @@ func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
 // where a later record of a partition can finish before an earlier one;
 // without this option consumer.New refuses those orderings with
 // ErrNeedsPartitionOrder.
+//
+// The store sees only the offsets its handler finishes. An offset that
+// never reaches the handler (a transaction marker, a record removed by
+// compaction, one sent to a dead-letter topic) ends the prefix for good, so
+// after each restart or rebalance such a partition starts again at that
+// offset and handles every record after it once more, each time without
+// effect. Use it on topics without such gaps.
 func OutOfOrderStore() SkipOpt {
 	return skipOpt(func(s *CheckpointSkip) { s.outOfOrder = true })
 }

@@ -43,13 +43,20 @@ type subject struct {
 	name  string
 	group string
 	world func(c *kafkatest.Cluster, produced []*kgo.Record) world
+	order consumer.Ordering
 }
 
 var subjects = []subject{
-	{"FullReplay", "", newReplayWorld},
-	{"FullReplaySnapshots", "", newSnapshotWorld},
-	{"CheckpointSkip", "g", newSkipWorld},
-	{"Stateless", "g", newStatelessWorld},
+	{"FullReplay", "", newReplayWorld, consumer.PartitionOrder},
+	{"FullReplaySnapshots", "", newSnapshotWorld, consumer.PartitionOrder},
+	{"CheckpointSkip", "g", newSkipWorld, consumer.PartitionOrder},
+	{"CheckpointSkipKeyOrder", "g", newPrefixSkipWorld, consumer.KeyOrder},
+	{"Stateless", "g", newStatelessWorld, consumer.PartitionOrder},
+}
+
+// opts returns the options of a process of the subject running s.
+func (sub subject) opts(c *kafkatest.Cluster, s consumer.Strategy, extra ...consumer.Opt) []consumer.Opt {
+	return testOpts(c, sub.group, s, append(extra, consumer.Order(sub.order))...)
 }
 
 var errDead = errors.New("process died")
@@ -280,36 +287,65 @@ func (w *snapshotWorld) check(t testing.TB, s ready, crashed bool) {
 // CheckpointSkip: sums per key, written with the checkpoint in one step.
 
 type skipWorld struct {
-	cluster *kafkatest.Cluster
-	truth   map[string]int64
-	store   *recovery.MemoryStore[map[string]int64]
-	replays atomic.Int64 // records handed to the handler although the store had them
+	cluster    *kafkatest.Cluster
+	truth      map[string]int64
+	store      sumStore
+	outOfOrder bool
+	replays    atomic.Int64 // records handed to the handler although the store had them
+}
+
+// sumStore keeps per-key sums with the checkpoints.
+type sumStore interface {
+	recovery.CheckpointStore
+	Apply(ctx context.Context, c recovery.Checkpoint, effect func(sums *map[string]int64)) error
+	Read(fn func(sums map[string]int64))
 }
 
 func newSkipWorld(c *kafkatest.Cluster, produced []*kgo.Record) world {
+	return &skipWorld{cluster: c, truth: sums(produced), store: recovery.NewMemoryStore(make(map[string]int64))}
+}
+
+// newPrefixSkipWorld is the additive world with a store that records every
+// record and reports the contiguous prefix, for KeyOrder.
+func newPrefixSkipWorld(c *kafkatest.Cluster, produced []*kgo.Record) world {
+	return &skipWorld{cluster: c, truth: sums(produced), store: newPrefixStore(), outOfOrder: true}
+}
+
+func sums(produced []*kgo.Record) map[string]int64 {
 	truth := make(map[string]int64)
 	for _, r := range produced {
 		v, _ := strconv.ParseInt(string(r.Value), 10, 64)
 		truth[string(r.Key)] += v
 	}
-	return &skipWorld{cluster: c, truth: truth, store: recovery.NewMemoryStore(make(map[string]int64))}
+	return truth
 }
 
 func (w *skipWorld) process(k *killer) (ready, consumer.Handler) {
-	s := recovery.NewCheckpointSkip(w.store,
-		recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()),
-		recovery.WithLogger(quiet))
+	opts := []recovery.SkipOpt{recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()), recovery.WithLogger(quiet)}
+	if w.outOfOrder {
+		opts = append(opts, recovery.OutOfOrderStore())
+	}
+	started := &startStore{sumStore: w.store, from: make(map[int32]int64)}
+	s := recovery.NewCheckpointSkip(started, opts...)
 	return s, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		v, err := strconv.ParseInt(string(r.Value), 10, 64)
 		if err != nil {
 			return err
 		}
 		return k.run(func() error {
-			cps, err := w.store.Checkpoints(ctx, r.Topic, []int32{r.Partition})
-			if err != nil {
-				return err
+			// In order, no record at or below the store's checkpoint may
+			// come. Out of order, records finished beyond a gap come again
+			// once the gap closes, so the test is the checkpoint this
+			// process started the partition from.
+			cp, ok := started.startedFrom(r.Partition)
+			if !w.outOfOrder {
+				cps, err := w.store.Checkpoints(ctx, r.Topic, []int32{r.Partition})
+				if err != nil {
+					return err
+				}
+				cp, ok = cps[r.Partition]
 			}
-			if cp, ok := cps[r.Partition]; ok && r.Offset <= cp {
+			if ok && r.Offset <= cp {
 				w.replays.Add(1)
 			}
 			return w.store.Apply(ctx, recovery.CheckpointOf(r), func(sums *map[string]int64) {
@@ -354,6 +390,92 @@ func (w *skipWorld) check(t testing.TB, _ ready, _ bool) {
 			t.Errorf("%d keys summed, want %d", len(sums), len(w.truth))
 		}
 	})
+}
+
+// startStore notes the checkpoints a strategy read, which it starts the
+// assigned partitions after.
+type startStore struct {
+	sumStore
+	mu   sync.Mutex
+	from map[int32]int64
+}
+
+func (s *startStore) Checkpoints(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
+	cps, err := s.sumStore.Checkpoints(ctx, topic, partitions)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range partitions {
+		if cp, ok := cps[p]; ok {
+			s.from[p] = cp
+		} else {
+			delete(s.from, p)
+		}
+	}
+	return cps, nil
+}
+
+func (s *startStore) startedFrom(p int32) (int64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp, ok := s.from[p]
+	return cp, ok
+}
+
+// prefixStore is a CheckpointStore for records that finish out of order, as
+// a database writing each effect under its Checkpoint as a unique ID would
+// be: it applies each record once, whenever it comes, and reports as a
+// partition's checkpoint the end of the contiguous run of applied offsets
+// from 0 (the suite's topic has no gaps).
+type prefixStore struct {
+	mu      sync.Mutex
+	sums    map[string]int64
+	applied map[recovery.Checkpoint]bool
+	next    map[int32]int64 // the first offset not applied, by partition
+}
+
+func newPrefixStore() *prefixStore {
+	return &prefixStore{sums: make(map[string]int64), applied: make(map[recovery.Checkpoint]bool), next: make(map[int32]int64)}
+}
+
+func (s *prefixStore) Apply(ctx context.Context, c recovery.Checkpoint, effect func(sums *map[string]int64)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.applied[c] {
+		return nil
+	}
+	effect(&s.sums)
+	s.applied[c] = true
+	for s.applied[recovery.Checkpoint{Topic: c.Topic, Partition: c.Partition, Offset: s.next[c.Partition]}] {
+		s.next[c.Partition]++
+	}
+	return nil
+}
+
+func (s *prefixStore) Read(fn func(sums map[string]int64)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(s.sums)
+}
+
+func (s *prefixStore) Checkpoints(ctx context.Context, _ string, partitions []int32) (map[int32]int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int32]int64)
+	for _, p := range partitions {
+		if n := s.next[p]; n > 0 {
+			out[p] = n - 1
+		}
+	}
+	return out, nil
 }
 
 // Stateless: an external sink counting deliveries of each record.
@@ -448,7 +570,7 @@ func suiteSetup(t *testing.T, sub subject) (*kafkatest.Cluster, world) {
 func finish(t *testing.T, cluster *kafkatest.Cluster, sub subject, w world, crashed bool) {
 	t.Helper()
 	s, h := w.process(nil)
-	stop := kafkatest.Run(t, newConsumer(t, h, testOpts(cluster, sub.group, s)...))
+	stop := kafkatest.Run(t, newConsumer(t, h, sub.opts(cluster, s)...))
 	kafkatest.WaitFor(t, 30*time.Second, "everything processed", func() bool { return w.done(t, s) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -469,7 +591,7 @@ func scenarioCrashRestart(t *testing.T, sub subject) {
 	for i := range crashes {
 		k := newKiller(rng, suiteRecords/(crashes+1))
 		s, h := w.process(k)
-		stop := kafkatest.Run(t, newConsumer(t, h, testOpts(cluster, sub.group, s)...))
+		stop := kafkatest.Run(t, newConsumer(t, h, sub.opts(cluster, s)...))
 		wait(t, k.died, 30*time.Second, fmt.Sprintf("crash %d at call %d", i, k.at))
 		crash(cluster, stop)
 	}
@@ -506,9 +628,9 @@ func scenarioRebalanceAndCrash(t *testing.T, sub subject) {
 		}
 		return h1.Handle(ctx, r)
 	})
-	stop1 := kafkatest.Run(t, newConsumer(t, held, testOpts(cluster, sub.group, s1)...))
+	stop1 := kafkatest.Run(t, newConsumer(t, held, sub.opts(cluster, s1)...))
 	wait(t, reachedHead, 30*time.Second, "the first process to handle some records")
-	stop2 := kafkatest.Run(t, newConsumer(t, h2, testOpts(cluster, sub.group, s2, consumer.OnAssigned(func(_ context.Context, ps map[string][]int32) {
+	stop2 := kafkatest.Run(t, newConsumer(t, h2, sub.opts(cluster, s2, consumer.OnAssigned(func(_ context.Context, ps map[string][]int32) {
 		if len(ps[topic]) > 0 {
 			owns2.Store(true)
 		}
@@ -535,7 +657,7 @@ func scenarioGracefulRestart(t *testing.T, sub subject) {
 		}
 		return h.Handle(ctx, r)
 	})
-	stop := kafkatest.Run(t, newConsumer(t, counted, testOpts(cluster, sub.group, s)...))
+	stop := kafkatest.Run(t, newConsumer(t, counted, sub.opts(cluster, s)...))
 	wait(t, halfway, 30*time.Second, "half the records")
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -548,7 +670,7 @@ func scenarioGracefulRestart(t *testing.T, sub subject) {
 func scenarioReadiness(t *testing.T, sub subject) {
 	cluster, w := suiteSetup(t, sub)
 	s, h := w.process(nil)
-	c := newConsumer(t, h, testOpts(cluster, sub.group, s)...)
+	c := newConsumer(t, h, sub.opts(cluster, s)...)
 	if err := s.Ready(); !errors.Is(err, recovery.ErrNotReady) {
 		t.Fatalf("Ready before Run = %v, want ErrNotReady", err)
 	}
