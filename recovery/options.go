@@ -107,12 +107,13 @@ func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
 // without this option consumer.New refuses those orderings with
 // ErrNeedsPartitionOrder.
 //
-// The store sees only the offsets its handler finishes. An offset that
+// The store sees only the offsets its handler finishes, so an offset that
 // never reaches the handler (a transaction marker, a record removed by
-// compaction, one sent to a dead-letter topic) ends the prefix for good, so
-// after each restart or rebalance such a partition starts again at that
-// offset and handles every record after it once more, each time without
-// effect. Use it on topics without such gaps.
+// compaction, one sent to a dead-letter topic) ends its prefix for good.
+// With this option a partition therefore starts at the group's commit when
+// that is past the store's checkpoint: the commit covers only records the
+// consumer finished, and steps over such gaps. The price is that a store
+// restored from a backup is not replayed beyond the commit.
 func OutOfOrderStore() SkipOpt {
 	return skipOpt(func(s *CheckpointSkip) { s.outOfOrder = true })
 }

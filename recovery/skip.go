@@ -40,8 +40,10 @@ import (
 // restored backup of the store is missing; the price is that records
 // handled after the last checkpoint without changing it, such as
 // dead-lettered ones, are handled again after a rebalance (a dead-lettered
-// record gets a second dead letter with the same source headers). A partition without a checkpoint starts where
-// StartWithoutCheckpoint says, "latest" by default. A checkpoint beyond the
+// record gets a second dead letter with the same source headers). With
+// OutOfOrderStore, a partition starts at the group's commit when that is
+// past the checkpoint (see there). A partition without a checkpoint starts
+// where StartWithoutCheckpoint says, "latest" by default. A checkpoint beyond the
 // end of its partition leaves the partition unconsumed with an *AheadError;
 // one below the start of its partition is a *DataLossError (see OnDataLoss).
 type CheckpointSkip struct {
@@ -170,7 +172,14 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 				}
 			}
 			// Below the log start, the client starts at the log start.
-			out[topic][p] = kgo.NewOffset().At(catchUp(committed[topic][p], next, start))
+			at := catchUp(committed[topic][p], next, start)
+			if c := committed[topic][p].EpochOffset().Offset; s.outOfOrder && c > at && c <= end {
+				// The store's prefix cannot pass an offset its handler
+				// never finished (a marker, a record compacted away or
+				// dead-lettered); the group's commit steps over them.
+				at = c
+			}
+			out[topic][p] = kgo.NewOffset().At(at)
 			checkpoints[key] = cp
 		}
 	}

@@ -238,3 +238,39 @@ func TestCheckpointSkipSkipsRecordsAtOrBelowCheckpoint(t *testing.T) {
 		t.Errorf("handled %v: offsets 3 and 4 are at or below the checkpoint and must be skipped", got)
 	}
 }
+
+// TestCheckpointSkipOutOfOrderStoreStepsOverGaps: a store that records
+// every record cannot close its prefix over an offset its handler never
+// finished, here a record that was dead-lettered; the group's commit, which
+// covers it, is where the partition starts, so nothing is handled again.
+func TestCheckpointSkipOutOfOrderStoreStepsOverGaps(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
+	produceTo(t, cluster, 0, 100)
+	store := newPrefixStore()
+	for o := range int64(100) {
+		if o == 10 {
+			continue // dead-lettered: no effect, no entry
+		}
+		if err := store.Apply(context.Background(), recovery.Checkpoint{Topic: topic, Partition: 0, Offset: o}, func(*map[string]int64) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var committed kadm.Offsets
+	committed.AddOffset(topic, 0, 100, -1)
+	if err := cluster.Admin.CommitAllOffsets(context.Background(), "g", committed); err != nil {
+		t.Fatal(err)
+	}
+	log := newOffsetLog()
+	s := recovery.NewCheckpointSkip(store, recovery.OutOfOrderStore(), recovery.WithLogger(quiet))
+	stop := kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s, consumer.Order(consumer.KeyOrder))...))
+	produceTo(t, cluster, 0, 5)
+	kafkatest.WaitFor(t, 10*time.Second, "the new records", func() bool { return log.count() >= 5 })
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := log.of(0)
+	slices.Sort(got)
+	if !slices.Equal(got, span(100, 105)) {
+		t.Errorf("handled %v, want only the new records 100 to 104 (store's prefix ends at 9, commit at 100)", got)
+	}
+}
