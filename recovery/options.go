@@ -111,8 +111,8 @@ func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
 // never reaches the handler (a transaction marker, a record removed by
 // compaction, one sent to a dead-letter topic) ends its prefix for good.
 // With this option a partition therefore starts at the group's commit when
-// that is past the store's checkpoint: the commit covers only records the
-// consumer finished, and steps over such gaps. The price is that a store
+// that is past the store's checkpoint, or the store has none: the commit
+// covers only records the consumer finished, and steps over such gaps. The price is that a store
 // restored from a backup is not replayed beyond the commit.
 func OutOfOrderStore() SkipOpt {
 	return skipOpt(func(s *CheckpointSkip) { s.outOfOrder = true })

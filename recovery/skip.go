@@ -42,7 +42,7 @@ import (
 // dead-lettered ones, are handled again after a rebalance (a dead-lettered
 // record gets a second dead letter with the same source headers). With
 // OutOfOrderStore, a partition starts at the group's commit when that is
-// past the checkpoint (see there). A partition without a checkpoint starts
+// past the checkpoint or there is none (see there). A partition without a checkpoint starts
 // where StartWithoutCheckpoint says, "latest" by default. A checkpoint beyond the
 // end of its partition leaves the partition unconsumed with an *AheadError;
 // one below the start of its partition is a *DataLossError (see OnDataLoss).
@@ -153,6 +153,9 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 			cp, ok := loaded[topic][p]
 			if !ok {
 				out[topic][p] = s.noCheckpoint
+				if c := committed[topic][p].EpochOffset().Offset; s.outOfOrder && c >= 0 {
+					out[topic][p] = kgo.NewOffset().At(c) // see below
+				}
 				continue
 			}
 			next := cp + 1

@@ -3,6 +3,7 @@ package recovery_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -244,11 +245,17 @@ func TestCheckpointSkipSkipsRecordsAtOrBelowCheckpoint(t *testing.T) {
 // finished, here a record that was dead-lettered; the group's commit, which
 // covers it, is where the partition starts, so nothing is handled again.
 func TestCheckpointSkipOutOfOrderStoreStepsOverGaps(t *testing.T) {
+	for _, gap := range []int64{10, 0} { // at 0 the store has no checkpoint
+		t.Run(fmt.Sprint("gap at ", gap), func(t *testing.T) { testOutOfOrderStoreGap(t, gap) })
+	}
+}
+
+func testOutOfOrderStoreGap(t *testing.T, gap int64) {
 	cluster := kafkatest.NewCluster(t, 1, topic)
 	produceTo(t, cluster, 0, 100)
 	store := newPrefixStore()
 	for o := range int64(100) {
-		if o == 10 {
+		if o == gap {
 			continue // dead-lettered: no effect, no entry
 		}
 		if err := store.Apply(context.Background(), recovery.Checkpoint{Topic: topic, Partition: 0, Offset: o}, func(*map[string]int64) {}); err != nil {
@@ -261,7 +268,9 @@ func TestCheckpointSkipOutOfOrderStoreStepsOverGaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := newOffsetLog()
-	s := recovery.NewCheckpointSkip(store, recovery.OutOfOrderStore(), recovery.WithLogger(quiet))
+	// Without a checkpoint it would start at the log start.
+	s := recovery.NewCheckpointSkip(store, recovery.OutOfOrderStore(),
+		recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()), recovery.WithLogger(quiet))
 	stop := kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s, consumer.Order(consumer.KeyOrder))...))
 	produceTo(t, cluster, 0, 5)
 	kafkatest.WaitFor(t, 10*time.Second, "the new records", func() bool { return log.count() >= 5 })
@@ -271,6 +280,6 @@ func TestCheckpointSkipOutOfOrderStoreStepsOverGaps(t *testing.T) {
 	got := log.of(0)
 	slices.Sort(got)
 	if !slices.Equal(got, span(100, 105)) {
-		t.Errorf("handled %v, want only the new records 100 to 104 (store's prefix ends at 9, commit at 100)", got)
+		t.Errorf("handled %v, want only the new records 100 to 104 (store's prefix ends before %d, commit at 100)", got, gap)
 	}
 }
