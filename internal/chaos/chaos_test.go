@@ -64,11 +64,12 @@ func TestScenarios(t *testing.T) {
 		// Slow records keep work in hand when the kills land.
 		{"kill", Kill, func(sc *Scenario) { sc.Children, sc.Members, sc.SlowEvery = 2, 0, 25 }},
 		{"storm", Storm, func(sc *Scenario) { sc.Members = 1 }},
-		// With KeyOrder, records of a partition finish out of offset order,
-		// which a store with one checkpoint per partition cannot follow
-		// (docs/RELIABILITY.md): only the stateless group runs.
-		{"storm-keyorder", Storm, func(sc *Scenario) {
-			sc.Members, sc.Order, sc.Groups = 1, consumer.KeyOrder, []string{GroupStateless}
+		// With KeyOrder, records of a partition finish out of offset order:
+		// the additive group's store records every offset and reports the
+		// contiguous prefix, which stops at each dead-lettered record.
+		{"storm-keyorder", Storm | BadInput, func(sc *Scenario) { sc.Members, sc.Order = 1, consumer.KeyOrder }},
+		{"kill-keyorder", Kill | BadInput, func(sc *Scenario) {
+			sc.Children, sc.Members, sc.SlowEvery, sc.Order = 2, 0, 25, consumer.KeyOrder
 		}},
 		{"fetch-errors", FetchErrors, nil},
 		{"commit-errors", CommitErrors | Storm, nil},

@@ -254,8 +254,9 @@ func checkGroup(group string, members []memberLog, records []Produced, byID map[
 	position := final.Committed[group]
 	var applied map[recordID]bool
 	if group == GroupAdditive {
-		checkStore(gr, records, final)
-		position, applied = additivePosition(gr, final)
+		inOrder := opts.Order == consumer.PartitionOrder
+		checkStore(gr, records, final, inOrder)
+		position, applied = additivePosition(gr, final, inOrder)
 	}
 	checkAccounting(gr, records, occs, applied, position, final.End)
 	checkLetters(gr, group, byID, occs, final.Letters, opts.Topic)
@@ -455,9 +456,11 @@ func checkRedelivery(gr *GroupReport, occs map[recordID][]*occurrence, commits m
 
 // additivePosition returns where the additive group stands in each
 // partition: after its final commit or after its store's checkpoint,
-// whichever is further, since CheckpointSkip resumes from the store. It
-// also returns the records whose effect the store holds.
-func additivePosition(gr *GroupReport, final Final) (map[int32]int64, map[recordID]bool) {
+// whichever is further, since CheckpointSkip resumes from the store. The
+// checkpoint of a store kept in order is its last entry; of one kept out
+// of order, the end of the contiguous run of offsets from 0. It also
+// returns the records whose effect the store holds.
+func additivePosition(gr *GroupReport, final Final, inOrder bool) (map[int32]int64, map[recordID]bool) {
 	pos := make(map[int32]int64)
 	applied := make(map[recordID]bool)
 	for p, c := range final.Committed[GroupAdditive] {
@@ -467,8 +470,17 @@ func additivePosition(gr *GroupReport, final Final) (map[int32]int64, map[record
 		for _, e := range es {
 			applied[recordID{p, e.Offset}] = true
 		}
-		if len(es) > 0 && es[len(es)-1].Offset+1 > pos[p] {
-			pos[p] = es[len(es)-1].Offset + 1
+		next := int64(0)
+		switch {
+		case inOrder && len(es) > 0:
+			next = es[len(es)-1].Offset + 1
+		case !inOrder:
+			for applied[recordID{p, next}] {
+				next++
+			}
+		}
+		if next > pos[p] {
+			pos[p] = next
 			gr.StaleCommits++
 		}
 	}
@@ -570,8 +582,9 @@ func checkLetters(gr *GroupReport, group string, byID map[recordID]*Produced, oc
 }
 
 // checkStore checks that the store holds every good record once and
-// nothing else, so that the per-key sums are exact.
-func checkStore(gr *GroupReport, records []Produced, final Final) {
+// nothing else, so that the per-key sums are exact; a store kept in order
+// must hold them in offset order.
+func checkStore(gr *GroupReport, records []Produced, final Final, inOrder bool) {
 	if final.StoreErr != nil {
 		gr.violate("reading the store: %v", final.StoreErr)
 		return
@@ -585,12 +598,17 @@ func checkStore(gr *GroupReport, records []Produced, final Final) {
 	sums := make(map[string][2]int64)
 	for p, es := range final.Store {
 		prev := int64(-1)
+		seen := make(map[int64]bool)
 		for _, e := range es {
 			gr.StoreEntries++
-			if e.Offset <= prev {
+			switch {
+			case inOrder && e.Offset <= prev:
 				gr.violate("store: partition %d applied offset %d after %d", p, e.Offset, prev)
+			case seen[e.Offset]:
+				gr.violate("store: partition %d applied offset %d twice", p, e.Offset)
 			}
 			prev = e.Offset
+			seen[e.Offset] = true
 			r := want[recordID{p, e.Offset}]
 			if r == nil {
 				gr.violate("store: partition %d offset %d is not a good record", p, e.Offset)

@@ -120,13 +120,15 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	var store *Store
 	var strategy consumer.Strategy = recovery.NewStateless()
 	if cfg.Group == GroupAdditive {
-		if store, err = NewStore(filepath.Join(cfg.Dir, "store")); err != nil {
+		if store, err = openStore(filepath.Join(cfg.Dir, "store"), cfg.Order); err != nil {
 			return err
 		}
 		defer store.Close()
-		strategy = recovery.NewCheckpointSkip(store,
-			recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()),
-			recovery.WithLogger(log))
+		opts := []recovery.SkipOpt{recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()), recovery.WithLogger(log)}
+		if store.outOfOrder {
+			opts = append(opts, recovery.OutOfOrderStore())
+		}
+		strategy = recovery.NewCheckpointSkip(store, opts...)
 	}
 
 	rec := &recorder{at: at, inHand: make(map[int32]int)}

@@ -336,7 +336,7 @@ func (r *run) drain() Final {
 func (r *run) drained(group string, end map[int32]int64) bool {
 	pos := r.cluster.Committed(r.t, group, r.topic)
 	if group == GroupAdditive {
-		store, err := NewStore(filepath.Join(r.dir, "store"))
+		store, err := openStore(filepath.Join(r.dir, "store"), r.sc.Order)
 		if err != nil {
 			r.t.Fatal(err)
 		}

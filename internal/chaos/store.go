@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kconsumer/kconsumer/consumer"
 )
 
 // Store is the additive group's sink and recovery.CheckpointStore: per-key
@@ -32,7 +34,8 @@ import (
 // processes, not machines. A tail torn by a machine crash is cut off by the
 // next writer.
 type Store struct {
-	dir string
+	dir        string
+	outOfOrder bool
 
 	mu    sync.Mutex
 	files map[string]*logFile
@@ -44,6 +47,11 @@ type logFile struct {
 	f    *os.File
 	size int64 // the file's size when last read or written by us
 	last int64 // the last offset in the file at that size; -1 for none
+
+	// Out of order: every offset in the file at size, and the first
+	// offset from 0 that is not among them.
+	applied map[int64]bool
+	next    int64
 }
 
 // Entry is one line of a Store's log.
@@ -59,6 +67,29 @@ func NewStore(dir string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{dir: dir, files: make(map[string]*logFile)}, nil
+}
+
+// NewOutOfOrderStore returns a Store for records that finish out of offset
+// order (consumer.KeyOrder), as recovery.OutOfOrderStore requires: it
+// applies each offset once, whenever it comes, and reports as a partition's
+// checkpoint the end of the contiguous run of applied offsets from 0. Its
+// log's lines are in the order the records were applied.
+func NewOutOfOrderStore(dir string) (*Store, error) {
+	s, err := NewStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.outOfOrder = true
+	return s, nil
+}
+
+// openStore opens the additive group's store for members handling records
+// in the given order.
+func openStore(dir string, o consumer.Ordering) (*Store, error) {
+	if o == consumer.PartitionOrder {
+		return NewStore(dir)
+	}
+	return NewOutOfOrderStore(dir)
 }
 
 func logName(topic string, partition int32) string {
@@ -103,8 +134,11 @@ func (s *Store) Apply(ctx context.Context, topic string, partition int32, offset
 	}
 	applied := false
 	err = lf.locked(syscall.LOCK_EX, func() error {
-		last, err := lf.lastOffset(true)
-		if err != nil || offset <= last {
+		if s.outOfOrder {
+			if err := lf.readNew(); err != nil || lf.applied[offset] {
+				return err
+			}
+		} else if last, err := lf.lastOffset(true); err != nil || offset <= last {
 			return err
 		}
 		line := AppendEntry(nil, Entry{Offset: offset, Key: key, Amount: amount})
@@ -115,6 +149,9 @@ func (s *Store) Apply(ctx context.Context, topic string, partition int32, offset
 		}
 		lf.size += int64(n)
 		lf.last = offset
+		if s.outOfOrder {
+			lf.add(offset)
+		}
 		applied = true
 		return nil
 	})
@@ -137,6 +174,11 @@ func (s *Store) Checkpoints(ctx context.Context, topic string, partitions []int3
 		}
 		var last int64
 		if err := lf.locked(syscall.LOCK_EX, func() (err error) {
+			if s.outOfOrder {
+				err = lf.readNew()
+				last = lf.next - 1
+				return err
+			}
 			last, err = lf.lastOffset(true)
 			return err
 		}); err != nil {
@@ -209,6 +251,51 @@ func (lf *logFile) lastOffset(repair bool) (int64, error) {
 	}
 	lf.size, lf.last = size, last
 	return last, nil
+}
+
+// readNew reads the lines other writers appended since we last looked
+// into the applied offsets, cutting off a torn last line. The caller holds
+// the lock.
+func (lf *logFile) readNew() error {
+	st, err := lf.f.Stat()
+	if err != nil {
+		return err
+	}
+	size, from := st.Size(), max(lf.size, 0)
+	if lf.applied == nil || size < from { // first look, or cut by a writer's repair
+		lf.applied, lf.next, from = make(map[int64]bool), 0, 0
+	}
+	if size == from {
+		lf.size = size
+		return nil
+	}
+	b := make([]byte, size-from)
+	if _, err := lf.f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if cut := bytes.LastIndexByte(b, '\n') + 1; cut < len(b) {
+		if err := lf.f.Truncate(from + int64(cut)); err != nil {
+			return err
+		}
+		b, size = b[:cut], from+int64(cut)
+	}
+	es, err := ParseLog(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", lf.f.Name(), err)
+	}
+	for _, e := range es {
+		lf.add(e.Offset)
+	}
+	lf.size = size
+	return nil
+}
+
+// add notes an applied offset and moves the contiguous prefix past it.
+func (lf *logFile) add(offset int64) {
+	lf.applied[offset] = true
+	for lf.applied[lf.next] {
+		lf.next++
+	}
 }
 
 // readTail returns the end of a file of the given size: enough to hold its

@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -107,5 +108,69 @@ func TestStoreRefusesACancelledContext(t *testing.T) {
 	cancel()
 	if ok, err := s.Apply(ctx, topic, 0, 0, "k", 1); ok || err == nil {
 		t.Fatalf("Apply with a cancelled context: %v, %v", ok, err)
+	}
+}
+
+// An out-of-order store applies each offset once whatever order writers in
+// different processes bring them in, and its checkpoint is the contiguous
+// prefix: it stops at a gap, here offset 7, which no writer applies.
+func TestOutOfOrderStoreAppliesEachOffsetOnceAndReportsThePrefix(t *testing.T) {
+	dir := t.TempDir()
+	const n, gap = 300, 7
+	var wg sync.WaitGroup
+	applied := make([]int, 3)
+	for w := range applied {
+		s, err := NewOutOfOrderStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		rng := rand.New(rand.NewPCG(uint64(w), 1))
+		order := rng.Perm(n)
+		wg.Go(func() {
+			for _, o := range order {
+				if o == gap {
+					continue
+				}
+				ok, err := s.Apply(context.Background(), topic, 0, int64(o), "k", int64(o))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok {
+					applied[w]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	es, err := ReadLog(dir, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(map[int64]bool)
+	for _, e := range es {
+		if seen[e.Offset] || e.Offset == gap || e.Amount != e.Offset {
+			t.Fatalf("entry %+v: applied twice, or the gap, or wrong", e)
+		}
+		seen[e.Offset] = true
+	}
+	if len(es) != n-1 || applied[0]+applied[1]+applied[2] != n-1 {
+		t.Fatalf("%d entries, %v applied by each writer; want %d in all", len(es), applied, n-1)
+	}
+	fresh, err := NewOutOfOrderStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	ctx := context.Background()
+	if cps, err := fresh.Checkpoints(ctx, topic, []int32{0, 1}); err != nil || len(cps) != 1 || cps[0] != gap-1 {
+		t.Fatalf("checkpoints %v, %v; want only partition 0 at %d", cps, err, gap-1)
+	}
+	if ok, err := fresh.Apply(ctx, topic, 0, gap, "k", gap); !ok || err != nil {
+		t.Fatalf("Apply of the gap: %v, %v", ok, err)
+	}
+	if cps, err := fresh.Checkpoints(ctx, topic, []int32{0}); err != nil || cps[0] != n-1 {
+		t.Fatalf("checkpoints %v, %v after the gap closed; want %d", cps, err, n-1)
 	}
 }
