@@ -153,7 +153,8 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 			cp, ok := loaded[topic][p]
 			if !ok {
 				out[topic][p] = s.noCheckpoint
-				if c := committed[topic][p].EpochOffset().Offset; s.outOfOrder && c >= 0 {
+				c := committed[topic][p].EpochOffset().Offset
+				if end, ok := b.end.lookup(topic, p); s.outOfOrder && c >= 0 && ok && c <= end {
 					out[topic][p] = kgo.NewOffset().At(c) // see below
 				}
 				continue
