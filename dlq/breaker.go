@@ -121,10 +121,12 @@ func (b *breaker) succeeded(probe bool) {
 }
 
 // failed records a handler error; final says the record is to be
-// dead-lettered. It reports whether it may be: not while the breaker is open
-// or half-open, nor when this failure opens it. A failed probe opens the
-// breaker again, whatever the error.
-func (b *breaker) failed(probe, final bool) (deadLetter bool) {
+// dead-lettered, marked that its error is marked poison. It reports whether
+// it may be: not while the breaker is open or half-open, nor when this
+// failure opens it. A failed probe opens the breaker again, whatever the
+// error; if the error marks the record poison, the record is dead-lettered
+// all the same, since it would fail every probe.
+func (b *breaker) failed(probe, final, marked bool) (deadLetter bool) {
 	if b.cfg.off {
 		return final
 	}
@@ -134,6 +136,7 @@ func (b *breaker) failed(probe, final bool) (deadLetter bool) {
 	case probe:
 		b.probing = false
 		t = b.set(BreakerOpen)
+		deadLetter = final && marked
 	case b.state != BreakerClosed || !final:
 	default:
 		b.push(true)

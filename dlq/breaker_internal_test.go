@@ -28,12 +28,12 @@ func TestBreakerOpensAtThresholdOverAFullWindow(t *testing.T) {
 		b.succeeded(false)
 	}
 	// One failure in the last four: below the threshold.
-	if !b.failed(false, true) {
+	if !b.failed(false, true, false) {
 		t.Fatal("first failure refused dead-lettering")
 	}
 	// Two in the last four: at the threshold, so the breaker opens and
 	// this failure is held.
-	if b.failed(false, true) {
+	if b.failed(false, true, false) {
 		t.Fatal("failure reaching the threshold was dead-lettered")
 	}
 	if s, opens := b.stats(); s != BreakerOpen || opens != 1 {
@@ -44,11 +44,11 @@ func TestBreakerOpensAtThresholdOverAFullWindow(t *testing.T) {
 func TestBreakerNeedsAFullWindow(t *testing.T) {
 	b, _, _ := newTestBreaker(4, 0.5, time.Second)
 	for i := range 3 {
-		if !b.failed(false, true) {
+		if !b.failed(false, true, false) {
 			t.Fatalf("failure %d of a window of 4 was held", i+1)
 		}
 	}
-	if b.failed(false, true) {
+	if b.failed(false, true, false) {
 		t.Fatal("fourth failure in a row was dead-lettered")
 	}
 }
@@ -56,7 +56,7 @@ func TestBreakerNeedsAFullWindow(t *testing.T) {
 func TestBreakerIgnoresFailuresThatAreRetried(t *testing.T) {
 	b, _, _ := newTestBreaker(2, 0.5, time.Second)
 	for range 10 {
-		b.failed(false, false)
+		b.failed(false, false, false)
 	}
 	if s, _ := b.stats(); s != BreakerClosed {
 		t.Fatalf("state %v after retried failures, want closed", s)
@@ -65,7 +65,7 @@ func TestBreakerIgnoresFailuresThatAreRetried(t *testing.T) {
 
 func TestBreakerProbesAfterCoolDown(t *testing.T) {
 	b, clk, changes := newTestBreaker(1, 1, time.Second)
-	b.failed(false, true)
+	b.failed(false, true, false)
 	if ok, _ := b.admit(); ok {
 		t.Fatal("open breaker admitted a record")
 	}
@@ -77,12 +77,20 @@ func TestBreakerProbesAfterCoolDown(t *testing.T) {
 	if ok, _ := b.admit(); ok {
 		t.Fatal("a second record was admitted while the probe runs")
 	}
-	// A failed probe opens the breaker for another cool-down.
-	if b.failed(true, false) {
+	// A failed probe opens the breaker for another cool-down; it is not
+	// dead-lettered unless its error marks it poison.
+	if b.failed(true, true, false) {
 		t.Fatal("failed probe was dead-lettered")
 	}
 	if ok, _ := b.admit(); ok {
 		t.Fatal("breaker admitted a record right after a failed probe")
+	}
+	clk.t = clk.t.Add(time.Second)
+	if _, probe = b.admit(); !probe || !b.failed(true, true, true) {
+		t.Fatal("a probe that failed with a poison mark was not dead-lettered")
+	}
+	if ok, _ := b.admit(); ok {
+		t.Fatal("breaker admitted a record right after a failed poison probe")
 	}
 	clk.t = clk.t.Add(time.Second)
 	// An abandoned probe lets another record probe.
@@ -98,6 +106,7 @@ func TestBreakerProbesAfterCoolDown(t *testing.T) {
 	}
 	want := []transition{
 		{BreakerClosed, BreakerOpen}, {BreakerOpen, BreakerHalfOpen}, {BreakerHalfOpen, BreakerOpen},
+		{BreakerOpen, BreakerHalfOpen}, {BreakerHalfOpen, BreakerOpen},
 		{BreakerOpen, BreakerHalfOpen}, {BreakerHalfOpen, BreakerClosed},
 	}
 	if len(*changes) != len(want) {
@@ -113,7 +122,7 @@ func TestBreakerProbesAfterCoolDown(t *testing.T) {
 func TestBreakerOff(t *testing.T) {
 	b := newBreaker(breakerCfg{off: true}, slog.New(slog.DiscardHandler), nil)
 	for range 100 {
-		if ok, _ := b.admit(); !ok || !b.failed(false, true) {
+		if ok, _ := b.admit(); !ok || !b.failed(false, true, false) {
 			t.Fatal("a breaker that is off held a record")
 		}
 	}
@@ -122,13 +131,13 @@ func TestBreakerOff(t *testing.T) {
 func TestBreakerClosesWithAFreshWindow(t *testing.T) {
 	b, clk, _ := newTestBreaker(4, 0.5, time.Second)
 	for range 4 {
-		b.failed(false, true)
+		b.failed(false, true, false)
 	}
 	clk.t = clk.t.Add(time.Second)
 	_, probe := b.admit()
 	b.succeeded(probe)
 	for i := range 3 {
-		if !b.failed(false, true) {
+		if !b.failed(false, true, false) {
 			t.Fatalf("failure %d after closing was held: the window did not start over", i+1)
 		}
 	}

@@ -50,8 +50,10 @@
 //
 // When most of the recent records fail for good, the circuit breaker opens:
 // nothing is dead-lettered and every partition holds its record, which
-// pauses consumption, until a probe after the cool-down succeeds. Stats and
-// OnBreakerChange expose the state for metrics.
+// pauses consumption, until a probe after the cool-down succeeds. A probe
+// whose error marks it poison is dead-lettered even so, so that a run of
+// bad records passes, one per cool-down. Stats and OnBreakerChange expose
+// the state for metrics.
 //
 // Redrive copies dead letters back to their original topic and partition,
 // optionally only some classes or an offset range, keeping its progress as a

@@ -150,9 +150,19 @@ func WriteTimeout(d time.Duration) RouterOpt {
 // holds its record, which pauses consumption. After coolDown, the first
 // record offered again (the Consumer's RetryBackoff spaces the offers) is let
 // through as a probe: success closes the breaker, failure opens it for
-// another coolDown. Only the outcome of a record counts, not each attempt.
-// The defaults are a window of 20, a threshold of 0.5 and a cool-down of
-// 30 s.
+// another coolDown. A probe that fails with an error marked poison
+// (MarkPoison, or a decoder's poison error) is dead-lettered all the same:
+// it would fail every probe, and on a partition with nothing else in hand
+// it would hold the breaker open for good. A systemic failure that marks
+// records poison thus still sends one record per coolDown to the
+// dead-letter topic; unmarked errors and panics send none. Only the outcome
+// of a record counts, not each attempt. The defaults are a window of 20, a
+// threshold of 0.5 and a cool-down of 30 s.
+//
+// With KeyOrder or Unordered, records that fail fast (a decode error)
+// finish before slower ones in flight, so at the start of a backlog a
+// window not much larger than Workers can fill with them; size it to a few
+// times Workers.
 func Breaker(window int, threshold float64, coolDown time.Duration) RouterOpt {
 	return routerOpt(func(c *routerCfg) {
 		c.breaker = breakerCfg{window: window, threshold: threshold, coolDown: coolDown}

@@ -204,7 +204,7 @@ func (r *Router) handle(ctx context.Context, next consumer.Handler, rec *kgo.Rec
 			return fmt.Errorf("dlq: no dead-letter topic for %s: %w", rec.Topic, err)
 		}
 	}
-	if !r.breaker.failed(probe, final) {
+	if !r.breaker.failed(probe, final, ClassOf(err) == Poison) {
 		if final {
 			return fmt.Errorf("%w: holding %s/%d@%d: %w", ErrBreakerOpen, rec.Topic, rec.Partition, rec.Offset, err)
 		}

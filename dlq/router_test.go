@@ -487,3 +487,42 @@ func TestWriteTimeoutBoundsAnUnansweredWrite(t *testing.T) {
 		t.Fatal("no dead letter after the broker answered again")
 	}
 }
+
+// TestBreakerLetsARunOfPoisonRecordsPass: a run of records marked poison
+// opens the breaker as a systemic failure would, and the record held then
+// fails every probe. It is dead-lettered all the same, one per cool-down,
+// until a good record probes and closes the breaker; nothing is lost and
+// the partition reaches its end.
+func TestBreakerLetsARunOfPoisonRecordsPass(t *testing.T) {
+	const window = 4
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	recs := produceValues(t, cluster, "a", "poison", "poison", "poison", "poison", "b", "c", "d")
+	h := newHandler(func(r *kgo.Record, _ int) error {
+		if string(r.Value) == "poison" {
+			return dlq.MarkPoison(errors.New("bad bytes"))
+		}
+		return nil
+	})
+	router := newRouter(t, cluster, dlq.Breaker(window, 0.5, 50*time.Millisecond))
+	stop := start(t, cluster, router, h)
+	kafkatest.WaitFor(t, 30*time.Second, "the partition committed to its end", func() bool {
+		return cluster.Committed(t, group, topic)[0] == int64(len(recs))
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got, want := h.handled(), []string{"0/0", "0/5", "0/6", "0/7"}; !slices.Equal(got, want) {
+		t.Errorf("handled %v, want %v", got, want)
+	}
+	letters := readTopic(t, cluster, dlqTopic)
+	var offsets []string
+	for _, l := range letters {
+		offsets = append(offsets, string(l.Headers[slices.IndexFunc(l.Headers, func(h kgo.RecordHeader) bool { return h.Key == dlq.HeaderOffset })].Value))
+	}
+	if want := []string{"1", "2", "3", "4"}; !slices.Equal(offsets, want) {
+		t.Errorf("dead letters of offsets %v, want %v, once each", offsets, want)
+	}
+	if s := router.Stats(); s.BreakerOpens < 2 || s.Breaker != dlq.BreakerClosed {
+		t.Errorf("breaker opened %d times, now %v; want at least 2 (the run, a failed probe), closed", s.BreakerOpens, s.Breaker)
+	}
+}
