@@ -495,12 +495,14 @@ func (c *Consumer) reposition(ctx context.Context, cl *kgo.Client, partitions ma
 		c.cfg.logger.Error("reading the group's commits to reposition partitions failed; they go on from their positions", "partitions", partitions, "err", err)
 		return
 	}
-	reset, _ := cl.OptValue(kgo.ConsumeResetOffset).(kgo.Offset)
+	// Where kgo starts a partition without a commit: a fresh assignment
+	// would pass the strategy the same.
+	first, _ := cl.OptValue(kgo.ConsumeStartOffset).(kgo.Offset)
 	start := make(map[string]map[int32]kgo.Offset, len(partitions))
 	for topic, ps := range partitions {
 		start[topic] = make(map[int32]kgo.Offset, len(ps))
 		for _, p := range ps {
-			start[topic][p] = reset
+			start[topic][p] = first
 			if o, ok := fetched.Lookup(topic, p); ok && o.At >= 0 {
 				start[topic][p] = kgo.NewOffset().At(o.At).WithEpoch(o.LeaderEpoch)
 			}

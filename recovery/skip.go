@@ -88,6 +88,11 @@ func (s *CheckpointSkip) Setup(group string) ([]kgo.Opt, error) {
 	if err := s.claim(); err != nil {
 		return nil, err
 	}
+	// StartOffsets places every partition itself. A negative start
+	// offset for partitions without a commit (AtEnd) lets it tell them from
+	// committed ones, whatever kgo.ConsumeResetOffset the user set, which
+	// kgo would otherwise also use as the start offset.
+	opts := []kgo.Opt{kgo.ConsumeStartOffset(kgo.NewOffset().AtEnd())}
 	var errs []error
 	if s.store == nil {
 		errs = append(errs, ErrNoStore)
@@ -98,7 +103,10 @@ func (s *CheckpointSkip) Setup(group string) ([]kgo.Opt, error) {
 	if s.logger == nil {
 		errs = append(errs, errors.New("recovery: nil logger"))
 	}
-	return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return opts, nil
 }
 
 // CheckOrder implements consumer.OrderChecker: orderings other than
@@ -150,24 +158,35 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 			key := topicPartition{topic, p}
 			delete(s.refused, key)
 			delete(checkpoints, key)
-			cp, ok := loaded[topic][p]
-			if !ok {
-				out[topic][p] = s.noCheckpoint
-				c := committed[topic][p].EpochOffset().Offset
-				if end, ok := b.end.lookup(topic, p); s.outOfOrder && c >= 0 && ok && c <= end {
-					out[topic][p] = kgo.NewOffset().At(c) // see below
-				}
-				continue
-			}
-			next := cp + 1
 			start, _ := b.start.lookup(topic, p)
 			end, ok := b.end.lookup(topic, p)
 			if !ok {
 				return nil, fmt.Errorf("recovery: no offsets listed for assigned partition %s/%d", topic, p)
 			}
+			// A commit is at 0 or above; Setup made a partition without
+			// one show a negative start offset.
+			c := committed[topic][p].EpochOffset().Offset
+			cp, ok := loaded[topic][p]
+			if !ok && !(s.outOfOrder && c >= 0 && c <= end) {
+				out[topic][p] = s.noCheckpoint
+				continue
+			}
+			next := cp + 1
+			if !ok {
+				next, cp = c, -1
+			}
 			if next > end {
 				s.refuse(key, &AheadError{Topic: topic, Partition: p, Next: next, HighWatermark: end})
 				continue
+			}
+			if s.outOfOrder && c > next && c <= end {
+				// The store's prefix cannot pass an offset its handler
+				// never finished (a marker, a record compacted away or
+				// dead-lettered); the group's commit, which covers only
+				// records the Consumer finished, steps over them.
+				s.logger.Info("starting at the group's commit, past the store's checkpoint",
+					"topic", topic, "partition", p, "checkpoint", cp, "commit", c)
+				next = c
 			}
 			if next < start {
 				if err := s.dataLoss(ctx, &DataLossError{Topic: topic, Partition: p, Next: next, LogStart: start}); err != nil {
@@ -176,15 +195,10 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 				}
 			}
 			// Below the log start, the client starts at the log start.
-			at := catchUp(committed[topic][p], next, start)
-			if c := committed[topic][p].EpochOffset().Offset; s.outOfOrder && c > at && c <= end {
-				// The store's prefix cannot pass an offset its handler
-				// never finished (a marker, a record compacted away or
-				// dead-lettered); the group's commit steps over them.
-				at = c
+			out[topic][p] = kgo.NewOffset().At(catchUp(committed[topic][p], next, start))
+			if cp >= 0 {
+				checkpoints[key] = cp
 			}
-			out[topic][p] = kgo.NewOffset().At(at)
-			checkpoints[key] = cp
 		}
 	}
 	s.checkpoints.Store(&checkpoints)

@@ -3,7 +3,6 @@ package recovery_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -242,44 +241,76 @@ func TestCheckpointSkipSkipsRecordsAtOrBelowCheckpoint(t *testing.T) {
 
 // TestCheckpointSkipOutOfOrderStoreStepsOverGaps: a store that records
 // every record cannot close its prefix over an offset its handler never
-// finished, here a record that was dead-lettered; the group's commit, which
-// covers it, is where the partition starts, so nothing is handled again.
+// finished, here a dead-lettered record; the group's commit, which covers
+// it, is where the partition starts, so nothing is handled again and no
+// data loss is reported when retention passes the stuck prefix.
 func TestCheckpointSkipOutOfOrderStoreStepsOverGaps(t *testing.T) {
-	for _, gap := range []int64{10, 0} { // at 0 the store has no checkpoint
-		t.Run(fmt.Sprint("gap at ", gap), func(t *testing.T) { testOutOfOrderStoreGap(t, gap) })
-	}
-}
-
-func testOutOfOrderStoreGap(t *testing.T, gap int64) {
-	cluster := kafkatest.NewCluster(t, 1, topic)
-	produceTo(t, cluster, 0, 100)
-	store := newPrefixStore()
-	for o := range int64(100) {
-		if o == gap {
-			continue // dead-lettered: no effect, no entry
-		}
-		if err := store.Apply(context.Background(), recovery.Checkpoint{Topic: topic, Partition: 0, Offset: o}, func(*map[string]int64) {}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var committed kadm.Offsets
-	committed.AddOffset(topic, 0, 100, -1)
-	if err := cluster.Admin.CommitAllOffsets(context.Background(), "g", committed); err != nil {
-		t.Fatal(err)
-	}
-	log := newOffsetLog()
-	// Without a checkpoint it would start at the log start.
-	s := recovery.NewCheckpointSkip(store, recovery.OutOfOrderStore(),
-		recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()), recovery.WithLogger(quiet))
-	stop := kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s, consumer.Order(consumer.KeyOrder))...))
-	produceTo(t, cluster, 0, 5)
-	kafkatest.WaitFor(t, 10*time.Second, "the new records", func() bool { return log.count() >= 5 })
-	if err := stop(); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	got := log.of(0)
-	slices.Sort(got)
-	if !slices.Equal(got, span(100, 105)) {
-		t.Errorf("handled %v, want only the new records 100 to 104 (store's prefix ends before %d, commit at 100)", got, gap)
+	for _, tc := range []struct {
+		name   string
+		gap    int64 // the offset never applied; 0 leaves the store without a checkpoint
+		commit int64 // -1 for none
+		trim   int64 // records deleted below this offset
+		want   []int64
+		opts   []consumer.Opt
+	}{
+		{name: "gap at 10", gap: 10, commit: 100, want: span(100, 105)},
+		{name: "gap at 0, no checkpoint", gap: 0, commit: 100, want: span(100, 105)},
+		{name: "prefix below the log start", gap: 10, commit: 100, trim: 60, want: span(100, 105)},
+		// A start offset that looks like a commit is not one: without a
+		// commit, the store's prefix decides (here: none, so from the start).
+		{name: "no commit, exact reset offset", gap: 0, commit: -1, want: span(0, 105),
+			opts: []consumer.Opt{consumer.ClientOpts(kgo.ConsumeResetOffset(kgo.NewOffset().At(50)))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cluster := kafkatest.NewCluster(t, 1, topic)
+			produceTo(t, cluster, 0, 100)
+			store := newPrefixStore()
+			for o := range int64(100) {
+				if o == tc.gap || tc.commit < 0 {
+					continue // dead-lettered: no effect, no entry
+				}
+				if err := store.Apply(context.Background(), recovery.Checkpoint{Topic: topic, Partition: 0, Offset: o}, func(*map[string]int64) {}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.commit >= 0 {
+				var committed kadm.Offsets
+				committed.AddOffset(topic, 0, tc.commit, -1)
+				if err := cluster.Admin.CommitAllOffsets(context.Background(), "g", committed); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.trim > 0 {
+				deleteBefore(t, cluster, 0, tc.trim)
+			}
+			var mu sync.Mutex
+			var losses []recovery.DataLossError
+			log := newOffsetLog()
+			s := recovery.NewCheckpointSkip(store, recovery.OutOfOrderStore(),
+				recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()), recovery.WithLogger(quiet),
+				recovery.OnDataLoss(func(_ context.Context, e *recovery.DataLossError) error {
+					mu.Lock()
+					losses = append(losses, *e)
+					mu.Unlock()
+					return e
+				}))
+			opts := append([]consumer.Opt{consumer.Order(consumer.KeyOrder)}, tc.opts...)
+			stop := kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s, opts...)...))
+			produceTo(t, cluster, 0, 5)
+			kafkatest.WaitFor(t, 10*time.Second, "the records", func() bool { return log.count() >= len(tc.want) })
+			if err := stop(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			got := log.of(0)
+			slices.Sort(got)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("handled %v, want %v", got, tc.want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(losses) > 0 {
+				t.Errorf("data loss reported: %+v", losses)
+			}
+		})
 	}
 }
