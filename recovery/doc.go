@@ -23,8 +23,8 @@
 // from a snapshot, see Snapshots) and is caught up once it handled every
 // record below the high watermarks seen at start (CaughtUp). A
 // CheckpointSkip starts each assigned partition after the checkpoint its
-// CheckpointStore holds, whatever Kafka committed, and skips records at or
-// below it. A Stateless resumes from the group's committed offsets.
+// CheckpointStore holds, whatever Kafka committed (OutOfOrderStore excepted),
+// and skips records at or below it. A Stateless resumes from the group's committed offsets.
 //
 // Each strategy serves one Consumer and has a Ready method for readiness
 // probes: it returns nil once partitions are assigned and, for a FullReplay,

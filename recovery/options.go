@@ -89,10 +89,11 @@ func Snapshots(s Snapshotter, every time.Duration) ReplayOpt {
 }
 
 // StartWithoutCheckpoint sets where a CheckpointSkip starts a partition for
-// which the store holds no checkpoint, whatever offset the group committed;
-// the default is kgo.NewOffset().AtEnd(), "latest" (Java:
-// auto.offset.reset). Use kgo.NewOffset().AtStart() to process a topic's
-// whole history on the first start. Until a partition's first checkpoint is
+// which the store holds no checkpoint, whatever offset the group committed
+// (with OutOfOrderStore, only if the group committed none); the default is
+// kgo.NewOffset().AtEnd(), "latest" (Java: auto.offset.reset). Use
+// kgo.NewOffset().AtStart() to process a topic's whole history on the
+// first start. Until a partition's first checkpoint is
 // stored, each start resolves this offset again: with "latest", records
 // produced while no process ran are skipped.
 func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
@@ -105,15 +106,19 @@ func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
 // such a store lets CheckpointSkip run with consumer.KeyOrder or Unordered,
 // where a later record of a partition can finish before an earlier one;
 // without this option consumer.New refuses those orderings with
-// ErrNeedsPartitionOrder.
+// ErrNeedsPartitionOrder. Where the prefix begins (the partition's log
+// start, or the offset a "latest" start found) is for the store to know.
 //
 // The store sees only the offsets its handler finishes, so an offset that
 // never reaches the handler (a transaction marker, a record removed by
 // compaction, one sent to a dead-letter topic) ends its prefix for good.
 // With this option a partition therefore starts at the group's commit when
 // that is past the store's checkpoint, or the store has none: the commit
-// covers only records the consumer finished, and steps over such gaps. The price is that a store
-// restored from a backup is not replayed beyond the commit.
+// covers only records the Consumer finished, and steps over such gaps. This
+// trusts every commit of the group to come from Consumers writing this
+// store. To rebuild the store from the topic, or after restoring a backup
+// of it, reset the group's offsets too (kadm, kafka-consumer-groups
+// --reset-offsets); otherwise nothing before the commit is handled again.
 func OutOfOrderStore() SkipOpt {
 	return skipOpt(func(s *CheckpointSkip) { s.outOfOrder = true })
 }

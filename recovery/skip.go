@@ -19,8 +19,8 @@ import (
 // that handling a record twice counts it twice: sums, counters, appended
 // deltas. The handler writes each record's effect together with its
 // Checkpoint in the user's CheckpointStore, which is the truth about what
-// was processed; Kafka's committed offsets are only kept up to date for lag
-// tools.
+// was processed; Kafka's committed offsets are kept up to date for lag
+// tools (and, with OutOfOrderStore, step over gaps the store cannot close).
 //
 // A checkpoint per partition assumes the partition's records finish in
 // offset order, as they do with the default consumer.PartitionOrder. With
@@ -32,8 +32,8 @@ import (
 // orderings otherwise.
 //
 // When partitions are assigned, each resumes at the record after its
-// checkpoint, whatever the group committed, and records at or below the
-// checkpoint are skipped. (A partition whose commit is at most 10,000
+// checkpoint, whatever the group committed (except with OutOfOrderStore,
+// below), and records at or below the checkpoint are skipped. (A partition whose commit is at most 10,000
 // records behind its checkpoint is read from the commit, skipping up to
 // the checkpoint, so that the commit catches up with the store.) Starting
 // from the store rather than from Kafka is what replays the records a
@@ -42,10 +42,11 @@ import (
 // dead-lettered ones, are handled again after a rebalance (a dead-lettered
 // record gets a second dead letter with the same source headers). With
 // OutOfOrderStore, a partition starts at the group's commit when that is
-// past the checkpoint or there is none (see there). A partition without a checkpoint starts
-// where StartWithoutCheckpoint says, "latest" by default. A checkpoint beyond the
-// end of its partition leaves the partition unconsumed with an *AheadError;
-// one below the start of its partition is a *DataLossError (see OnDataLoss).
+// past the checkpoint or there is none (see there). A partition with
+// neither starts where StartWithoutCheckpoint says, "latest" by default. A
+// checkpoint beyond the end of its partition leaves the partition
+// unconsumed with an *AheadError; one below the start of its partition is a
+// *DataLossError (see OnDataLoss).
 type CheckpointSkip struct {
 	common
 	store        CheckpointStore
@@ -126,8 +127,9 @@ func (s *CheckpointSkip) Start(_ context.Context, cl *kgo.Client) error {
 }
 
 // StartOffsets implements consumer.Strategy: it reads the checkpoints of the
-// assigned partitions from the store and starts each after its checkpoint,
-// ignoring committed. An error (the store or the broker unreachable) fails
+// assigned partitions from the store and starts each after its checkpoint;
+// committed offsets only move the start with OutOfOrderStore, or for the
+// commit to catch up with the store. An error (the store or the broker unreachable) fails
 // the assignment, and the client joins the group again.
 func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	select {
