@@ -287,11 +287,16 @@ func (w *snapshotWorld) check(t testing.TB, s ready, crashed bool) {
 // CheckpointSkip: sums per key, written with the checkpoint in one step.
 
 type skipWorld struct {
-	cluster    *kafkatest.Cluster
-	truth      map[string]int64
-	store      sumStore
-	outOfOrder bool
-	replays    atomic.Int64 // records handed to the handler although the store had them
+	cluster *kafkatest.Cluster
+	truth   map[string]int64
+	store   sumStore
+	// gapEvery, for a store kept out of order, makes every gapEvery-th
+	// record one the handler finishes without an effect, as a dead-lettered
+	// record is: the store's prefix stops there for good.
+	gapEvery    int64
+	outOfOrder  bool
+	replays     atomic.Int64 // records handed to the handler although the store had them
+	belowCommit atomic.Int64 // records handed to the handler below the commit their process started from
 }
 
 // sumStore keeps per-key sums with the checkpoints.
@@ -302,18 +307,24 @@ type sumStore interface {
 }
 
 func newSkipWorld(c *kafkatest.Cluster, produced []*kgo.Record) world {
-	return &skipWorld{cluster: c, truth: sums(produced), store: recovery.NewMemoryStore(make(map[string]int64))}
+	return &skipWorld{cluster: c, truth: sums(produced, 0), store: recovery.NewMemoryStore(make(map[string]int64))}
 }
 
 // newPrefixSkipWorld is the additive world with a store that records every
-// record and reports the contiguous prefix, for KeyOrder.
+// record and reports the contiguous prefix, for KeyOrder, and with gaps.
 func newPrefixSkipWorld(c *kafkatest.Cluster, produced []*kgo.Record) world {
-	return &skipWorld{cluster: c, truth: sums(produced), store: newPrefixStore(), outOfOrder: true}
+	const gapEvery = 40
+	return &skipWorld{cluster: c, truth: sums(produced, gapEvery), store: newPrefixStore(), outOfOrder: true, gapEvery: gapEvery}
 }
 
-func sums(produced []*kgo.Record) map[string]int64 {
+// sums returns the per-key sums of the produced records, leaving out every
+// gapEvery-th offset of a partition if gapEvery is not 0.
+func sums(produced []*kgo.Record, gapEvery int64) map[string]int64 {
 	truth := make(map[string]int64)
 	for _, r := range produced {
+		if gapEvery > 0 && r.Offset%gapEvery == gapEvery-1 {
+			continue
+		}
 		v, _ := strconv.ParseInt(string(r.Value), 10, 64)
 		truth[string(r.Key)] += v
 	}
@@ -325,28 +336,32 @@ func (w *skipWorld) process(k *killer) (ready, consumer.Handler) {
 	if w.outOfOrder {
 		opts = append(opts, recovery.OutOfOrderStore())
 	}
-	started := &startStore{sumStore: w.store, from: make(map[int32]int64)}
-	s := recovery.NewCheckpointSkip(started, opts...)
+	s := &commitWatch{CheckpointSkip: recovery.NewCheckpointSkip(w.store, opts...), from: make(map[int32]int64)}
 	return s, consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		v, err := strconv.ParseInt(string(r.Value), 10, 64)
 		if err != nil {
 			return err
 		}
 		return k.run(func() error {
-			// In order, no record at or below the store's checkpoint may
-			// come. Out of order, records finished beyond a gap come again
-			// once the gap closes, so the test is the checkpoint this
-			// process started the partition from.
-			cp, ok := started.startedFrom(r.Partition)
+			// Whatever the store, the group's commit covers only finished
+			// records: none below it may come again.
+			if c, ok := s.committed(r.Partition); ok && r.Offset < c {
+				w.belowCommit.Add(1)
+			}
+			// In order, neither may a record at or below the store's
+			// checkpoint. Out of order, records finished beyond a gap come
+			// again once the gap closes.
 			if !w.outOfOrder {
 				cps, err := w.store.Checkpoints(ctx, r.Topic, []int32{r.Partition})
 				if err != nil {
 					return err
 				}
-				cp, ok = cps[r.Partition]
+				if cp, ok := cps[r.Partition]; ok && r.Offset <= cp {
+					w.replays.Add(1)
+				}
 			}
-			if ok && r.Offset <= cp {
-				w.replays.Add(1)
+			if w.gapEvery > 0 && r.Offset%w.gapEvery == w.gapEvery-1 {
+				return nil
 			}
 			return w.store.Apply(ctx, recovery.CheckpointOf(r), func(sums *map[string]int64) {
 				(*sums)[string(r.Key)] += v
@@ -365,8 +380,14 @@ func (w *skipWorld) done(t testing.TB, _ ready) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A prefix stopped by a gap is passed by the group's commit.
+	committed := w.cluster.Committed(t, "g", topic)
 	for p, end := range ends {
-		if cp, ok := cps[p]; end > 0 && (!ok || cp < end-1) {
+		pos := committed[p]
+		if cp, ok := cps[p]; ok {
+			pos = max(pos, cp+1)
+		}
+		if end > 0 && pos < end {
 			return false
 		}
 	}
@@ -380,6 +401,9 @@ func (w *skipWorld) check(t testing.TB, _ ready, _ bool) {
 	if n := w.replays.Load(); n > 0 {
 		t.Errorf("%d records at or below their checkpoint reached the handler", n)
 	}
+	if n := w.belowCommit.Load(); n > 0 {
+		t.Errorf("%d records below the group's commit reached the handler", n)
+	}
 	w.store.Read(func(sums map[string]int64) {
 		for key, want := range w.truth {
 			if got := sums[key]; got != want {
@@ -392,36 +416,32 @@ func (w *skipWorld) check(t testing.TB, _ ready, _ bool) {
 	})
 }
 
-// startStore notes the checkpoints a strategy read, which it starts the
-// assigned partitions after.
-type startStore struct {
-	sumStore
+// commitWatch notes the group's commits a CheckpointSkip was given when
+// partitions were assigned.
+type commitWatch struct {
+	*recovery.CheckpointSkip
 	mu   sync.Mutex
 	from map[int32]int64
 }
 
-func (s *startStore) Checkpoints(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
-	cps, err := s.sumStore.Checkpoints(ctx, topic, partitions)
-	if err != nil {
-		return nil, err
-	}
+func (s *commitWatch) StartOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range partitions {
-		if cp, ok := cps[p]; ok {
-			s.from[p] = cp
+	for p, o := range committed[topic] {
+		if c := o.EpochOffset().Offset; c >= 0 {
+			s.from[p] = c
 		} else {
 			delete(s.from, p)
 		}
 	}
-	return cps, nil
+	s.mu.Unlock()
+	return s.CheckpointSkip.StartOffsets(ctx, committed)
 }
 
-func (s *startStore) startedFrom(p int32) (int64, bool) {
+func (s *commitWatch) committed(p int32) (int64, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cp, ok := s.from[p]
-	return cp, ok
+	c, ok := s.from[p]
+	return c, ok
 }
 
 // prefixStore is a CheckpointStore for records that finish out of order, as
