@@ -32,7 +32,8 @@ import (
 // record once. A line reaches the kernel with one write call, which a
 // SIGKILL cannot undo or tear; there is no fsync because the suite crashes
 // processes, not machines. A tail torn by a machine crash is cut off by the
-// next writer.
+// next writer. NewOutOfOrderStore's Store differs in what it appends and
+// what its checkpoint is; see there.
 type Store struct {
 	dir        string
 	outOfOrder bool
@@ -122,8 +123,8 @@ func (s *Store) file(topic string, partition int32, create bool) (*logFile, erro
 }
 
 // Apply appends the effect of the record at offset of a partition unless
-// the partition's checkpoint is at or above it. It reports whether it
-// appended.
+// the partition's checkpoint is at or above it (out of order: unless the
+// log holds the offset). It reports whether it appended.
 func (s *Store) Apply(ctx context.Context, topic string, partition int32, offset int64, key string, amount int64) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -262,7 +263,7 @@ func (lf *logFile) readNew() error {
 		return err
 	}
 	size, from := st.Size(), max(lf.size, 0)
-	if lf.applied == nil || size < from { // first look, or cut by a writer's repair
+	if lf.applied == nil || size < from { // a first look, or a file shorter than we saw
 		lf.applied, lf.next, from = make(map[int64]bool), 0, 0
 	}
 	if size == from {
@@ -270,9 +271,11 @@ func (lf *logFile) readNew() error {
 		return nil
 	}
 	b := make([]byte, size-from)
-	if _, err := lf.f.ReadAt(b, from); err != nil && !errors.Is(err, io.EOF) {
+	n, err := lf.f.ReadAt(b, from)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
+	b = b[:n]
 	if cut := bytes.LastIndexByte(b, '\n') + 1; cut < len(b) {
 		if err := lf.f.Truncate(from + int64(cut)); err != nil {
 			return err
