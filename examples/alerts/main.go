@@ -68,6 +68,13 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *session <= 0 {
 		return svc.Usagef("-session-timeout must be positive")
 	}
+	ln, err := svc.Listen(cfg.HTTPAddr) // before the dependencies: see Listen
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
 	logger := cfg.Logger(stderr, "alerts")
 	codec, err := cfg.TelemetryCodec(ctx)
 	if err != nil {
@@ -125,7 +132,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	web.Ready(monitor.Ready)
 	web.Health(monitor.Healthy)
-	err = svc.Run(ctx, logger, web, cfg.HTTPAddr, c.Run)
+	err = svc.Run(ctx, logger, web, ln, c.Run)
 	monitor.Stopped(err)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -70,6 +70,13 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *snapshot != "" && *every <= 0 {
 		return svc.Usagef("-snapshot-every must be positive")
 	}
+	ln, err := svc.Listen(cfg.HTTPAddr) // before the dependencies: see Listen
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
 	logger := cfg.Logger(stderr, "current")
 	codec, err := cfg.TelemetryCodec(ctx)
 	if err != nil {
@@ -115,7 +122,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		ready := monitor.Ready()
 		svc.WriteJSON(w, status{Ready: ready == nil, NotReady: errString(ready), Sensors: st.len(), Skipped: st.skippedCount(), Positions: positions(monitor)})
 	})
-	err = svc.Run(ctx, logger, web, cfg.HTTPAddr, c.Run)
+	err = svc.Run(ctx, logger, web, ln, c.Run)
 	monitor.Stopped(err)
 	return err
 }

@@ -134,7 +134,7 @@ func (s *service) waitReady(ctx context.Context, timeout time.Duration) error {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		code, _, err := get(rctx, s.url("/readyz"))
 		cancel()
-		if err == nil && code == http.StatusOK {
+		if err == nil && code == http.StatusOK && s.running() {
 			return nil
 		}
 		select {

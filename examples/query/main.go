@@ -54,6 +54,13 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if *timeout <= 0 {
 		return svc.Usagef("-timeout must be positive")
 	}
+	ln, err := svc.Listen(cfg.HTTPAddr) // before the dependencies: see Listen
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
 	logger := cfg.Logger(stderr, "query")
 	mc, err := svc.ConnectMongo(ctx, cfg.MongoURI, cfg.DialTimeout)
 	if err != nil {
@@ -84,7 +91,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	web.Health(ping)
 	web.Ready(ping)
 	web.Mux.HandleFunc("GET /usage", q.serve)
-	return svc.Run(ctx, logger, web, cfg.HTTPAddr, func(ctx context.Context) error {
+	return svc.Run(ctx, logger, web, ln, func(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	})

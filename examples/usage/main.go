@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -112,6 +113,13 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if cfg.naive {
 		name = "usage-naive"
 	}
+	ln, err := svc.Listen(cfg.HTTPAddr) // before the dependencies: see Listen
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
 	logger := cfg.Logger(stderr, name)
 	codec, err := cfg.TelemetryCodec(ctx)
 	if err != nil {
@@ -124,9 +132,9 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	defer mc.Disconnect(context.Background())
 	web := svc.NewHTTP()
 	if cfg.naive {
-		return runNaive(ctx, cfg, logger, web, codec, mc.Database(cfg.database))
+		return runNaive(ctx, cfg, logger, web, ln, codec, mc.Database(cfg.database))
 	}
-	return runExact(ctx, cfg, logger, web, codec, mc.Database(cfg.database))
+	return runExact(ctx, cfg, logger, web, ln, codec, mc.Database(cfg.database))
 }
 
 // startOffset is where a partition without a checkpoint or commit starts.
@@ -145,7 +153,7 @@ func sessionOpts(session time.Duration) []kgo.Opt {
 	}
 }
 
-func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTTP, codec *serde.Avro[telemetry.Telemetry], db *mongo.Database) error {
+func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTTP, ln net.Listener, codec *serde.Avro[telemetry.Telemetry], db *mongo.Database) error {
 	inserts := newInserter(db.Collection("usage"), cfg.batch, web.Registry)
 	st := newStore(db, inserts, web.Registry)
 	skip := recovery.NewCheckpointSkip(st, recovery.StartWithoutCheckpoint(startOffset(cfg.start)), recovery.WithLogger(logger))
@@ -189,7 +197,7 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 		st.checkpointEvery(bg, cfg.checkpointEvery, func(err error) { logger.Warn("writing checkpoints", "err", err) })
 		done <- struct{}{}
 	}()
-	err = svc.Run(ctx, logger, web, cfg.HTTPAddr, c.Run)
+	err = svc.Run(ctx, logger, web, ln, c.Run)
 	monitor.Stopped(err)
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

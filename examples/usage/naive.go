@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +26,7 @@ import (
 // offsets were committed, and re-delivers those written since the last
 // commit: their deltas are computed against a checkpoint that is already
 // ahead or behind, and counted again.
-func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTTP, codec *serde.Avro[telemetry.Telemetry], db *mongo.Database) error {
+func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTTP, ln net.Listener, codec *serde.Avro[telemetry.Telemetry], db *mongo.Database) error {
 	records := db.Collection("usage")
 	checkpoints := db.Collection("sensor_checkpoints")
 	handled := prometheus.NewCounter(prometheus.CounterOpts{Name: "usage_naive_readings_total", Help: "Readings handled."})
@@ -117,7 +118,7 @@ func runNaive(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 			}
 		}
 	}
-	return svc.Run(ctx, logger, web, cfg.HTTPAddr, loop)
+	return svc.Run(ctx, logger, web, ln, loop)
 }
 
 // naiveCheckpoint is the last reading of a sensor, under its id.

@@ -54,8 +54,13 @@ func probe(w http.ResponseWriter, check func() error) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// Listen binds addr, so that a port in use fails the service at start.
+// Listen binds addr, so that a port in use fails the service at start;
+// services bind first, before reaching their dependencies, so that the
+// port is theirs from the moment they start. An empty addr binds nothing.
 func Listen(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, &UnreachableError{"the HTTP address", addr, "set -http or HTTP_ADDR to a free address", err}

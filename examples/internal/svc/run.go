@@ -10,16 +10,9 @@ import (
 )
 
 // Run runs the service's consumer (or other main loop) and its HTTP server
-// on addr, unless addr is empty, until ctx is done or one of them fails; a
+// on ln, unless ln is nil, until ctx is done or one of them fails; a
 // failure stops the other.
-func Run(ctx context.Context, logger *slog.Logger, web *HTTP, addr string, loop func(context.Context) error) error {
-	var ln net.Listener
-	if addr != "" {
-		var err error
-		if ln, err = Listen(addr); err != nil {
-			return err
-		}
-	}
+func Run(ctx context.Context, logger *slog.Logger, web *HTTP, ln net.Listener, loop func(context.Context) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if ln != nil {
 		g.Go(func() error { return web.Serve(ctx, ln, logger) })
