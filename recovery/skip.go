@@ -33,9 +33,10 @@ import (
 //
 // When partitions are assigned, each resumes at the record after its
 // checkpoint, whatever the group committed (except with OutOfOrderStore,
-// below), and records at or below the checkpoint are skipped. (A partition whose commit is at most 10,000
-// records behind its checkpoint is read from the commit, skipping up to
-// the checkpoint, so that the commit catches up with the store.) Starting
+// below), and records at or below the checkpoint are skipped. (A partition
+// whose commit is at most 10,000 records behind its checkpoint is read from
+// the commit, skipping up to the checkpoint, so that the commit catches up
+// with the store.) Starting
 // from the store rather than from Kafka is what replays the records a
 // restored backup of the store is missing; the price is that records
 // handled after the last checkpoint without changing it, such as
