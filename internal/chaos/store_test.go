@@ -14,30 +14,11 @@ import (
 func TestStoreAppliesEachOffsetOnceAcrossWriters(t *testing.T) {
 	dir := t.TempDir()
 	const n = 300
-	var wg sync.WaitGroup
-	applied := make([]int, 3)
-	for w := range applied {
-		// Each writer has its own Store, as members in different
-		// processes do, and applies the partition's records in order.
-		s, err := NewStore(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		wg.Go(func() {
-			for o := range int64(n) {
-				ok, err := s.Apply(context.Background(), topic, 0, o, "k", o)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if ok {
-					applied[w]++
-				}
-			}
-		})
+	inOrder := make([]int64, n)
+	for o := range inOrder {
+		inOrder[o] = int64(o)
 	}
-	wg.Wait()
+	applied := applyFromWriters(t, NewStore, dir, [][]int64{inOrder, inOrder, inOrder})
 	es, err := ReadLog(dir, topic, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -117,33 +98,15 @@ func TestStoreRefusesACancelledContext(t *testing.T) {
 func TestOutOfOrderStoreAppliesEachOffsetOnceAndReportsThePrefix(t *testing.T) {
 	dir := t.TempDir()
 	const n, gap = 300, 7
-	var wg sync.WaitGroup
-	applied := make([]int, 3)
-	for w := range applied {
-		s, err := NewOutOfOrderStore(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		rng := rand.New(rand.NewPCG(uint64(w), 1))
-		order := rng.Perm(n)
-		wg.Go(func() {
-			for _, o := range order {
-				if o == gap {
-					continue
-				}
-				ok, err := s.Apply(context.Background(), topic, 0, int64(o), "k", int64(o))
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if ok {
-					applied[w]++
-				}
+	orders := make([][]int64, 3)
+	for w := range orders {
+		for _, o := range rand.New(rand.NewPCG(uint64(w), 1)).Perm(n) {
+			if o != gap {
+				orders[w] = append(orders[w], int64(o))
 			}
-		})
+		}
 	}
-	wg.Wait()
+	applied := applyFromWriters(t, NewOutOfOrderStore, dir, orders)
 	es, err := ReadLog(dir, topic, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -173,4 +136,34 @@ func TestOutOfOrderStoreAppliesEachOffsetOnceAndReportsThePrefix(t *testing.T) {
 	if cps, err := fresh.Checkpoints(ctx, topic, []int32{0}); err != nil || cps[0] != n-1 {
 		t.Fatalf("checkpoints %v, %v after the gap closed; want %d", cps, err, n-1)
 	}
+}
+
+// applyFromWriters has one writer per list apply the list's offsets to
+// partition 0, all at once, each with a Store of its own as members in
+// different processes have; it returns how many each appended.
+func applyFromWriters(t *testing.T, open func(string) (*Store, error), dir string, lists [][]int64) []int {
+	t.Helper()
+	var wg sync.WaitGroup
+	applied := make([]int, len(lists))
+	for w, list := range lists {
+		s, err := open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		wg.Go(func() {
+			for _, o := range list {
+				ok, err := s.Apply(context.Background(), topic, 0, o, "k", o)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ok {
+					applied[w]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return applied
 }
