@@ -36,12 +36,12 @@ import (
 // below), and records at or below the checkpoint are skipped. (A partition
 // whose commit is at most 10,000 records behind its checkpoint is read from
 // the commit, skipping up to the checkpoint, so that the commit catches up
-// with the store.) Starting
-// from the store rather than from Kafka is what replays the records a
-// restored backup of the store is missing; the price is that records
-// handled after the last checkpoint without changing it, such as
-// dead-lettered ones, are handled again after a rebalance (a dead-lettered
-// record gets a second dead letter with the same source headers). With
+// with the store.) Starting from the store rather than from Kafka is what
+// replays the records a restored backup of the store is missing; the price
+// is that records handled after the last checkpoint without changing it,
+// such as dead-lettered ones, are handled again after a rebalance (a
+// dead-lettered record gets a second dead letter with the same source
+// headers). With
 // OutOfOrderStore, a partition starts at the group's commit when that is
 // past the checkpoint or there is none (see there). A partition with
 // neither starts where StartWithoutCheckpoint says, "latest" by default. A
@@ -130,8 +130,8 @@ func (s *CheckpointSkip) Start(_ context.Context, cl *kgo.Client) error {
 // StartOffsets implements consumer.Strategy: it reads the checkpoints of the
 // assigned partitions from the store and starts each after its checkpoint;
 // committed offsets only move the start with OutOfOrderStore, or for the
-// commit to catch up with the store. An error (the store or the broker unreachable) fails
-// the assignment, and the client joins the group again.
+// commit to catch up with the store. An error (the store or the broker
+// unreachable) fails the assignment, and the client joins the group again.
 func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	select {
 	case <-s.started:
@@ -170,13 +170,14 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 			// one show a negative start offset.
 			c := committed[topic][p].EpochOffset().Offset
 			cp, ok := loaded[topic][p]
-			if !ok && !(s.outOfOrder && c >= 0 && c <= end) {
+			next := cp + 1
+			switch {
+			case ok:
+			case s.outOfOrder && c >= 0 && c <= end:
+				next, cp = c, -1 // no checkpoint: the commit steps over gaps, see below
+			default:
 				out[topic][p] = s.noCheckpoint
 				continue
-			}
-			next := cp + 1
-			if !ok {
-				next, cp = c, -1
 			}
 			if next > end {
 				s.refuse(key, &AheadError{Topic: topic, Partition: p, Next: next, HighWatermark: end})
