@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/lag"
 )
 
@@ -179,8 +180,12 @@ func TestReportRatiosAndOutput(t *testing.T) {
 func BenchmarkMonitor(b *testing.B) {
 	for _, batch := range []int{1, 100} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			m, err := lag.NewMonitor(lag.Group("bench"))
+			m, err := lag.NewMonitor()
 			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+				consumer.Topics("t"), consumer.Group("bench"), consumer.With(m)); err != nil {
 				b.Fatal(err)
 			}
 			recs := make([]*kgo.Record, batch)

@@ -52,7 +52,7 @@ func noop(e *env) consumer.Handler {
 }
 
 func runStateless(ctx context.Context, e *env) error {
-	return consume(ctx, e, noop(e), consumer.Group(e.group), consumer.WithStrategy(recovery.NewStateless()))
+	return consume(ctx, e, noop(e), consumer.Group(e.group), consumer.With(recovery.NewStateless()))
 }
 
 // noCheckpoints is a CheckpointStore that holds none, so every partition
@@ -65,22 +65,21 @@ func (noCheckpoints) Checkpoints(context.Context, string, []int32) (map[int32]in
 
 func runCheckpoint(ctx context.Context, e *env) error {
 	skip := recovery.NewCheckpointSkip(noCheckpoints{}, recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()))
-	return consume(ctx, e, noop(e), consumer.Group(e.group), consumer.WithStrategy(skip))
+	return consume(ctx, e, noop(e), consumer.Group(e.group), consumer.With(skip))
 }
 
 func runReplay(ctx context.Context, e *env) error {
-	return consume(ctx, e, noop(e), consumer.WithStrategy(recovery.NewFullReplay()))
+	return consume(ctx, e, noop(e), consumer.With(recovery.NewFullReplay()))
 }
 
 // runLag is runStateless with lag accounting: a lag.Monitor observes the
 // Consumer and exports to a registry of its own.
 func runLag(ctx context.Context, e *env) error {
-	m, err := lag.NewMonitor(lag.Group(e.group), lag.Registerer(prometheus.NewRegistry()))
+	m, err := lag.NewMonitor(lag.Registerer(prometheus.NewRegistry()))
 	if err != nil {
 		return err
 	}
-	return consume(ctx, e, noop(e), consumer.Group(e.group), consumer.WithStrategy(recovery.NewStateless()),
-		consumer.WithObserver(m), consumer.ClientOpts(m.ClientHooks()))
+	return consume(ctx, e, noop(e), consumer.Group(e.group), consumer.With(recovery.NewStateless(), m))
 }
 
 // runAvro decodes each value with serde's Avro codec through serde.Handle,
@@ -98,7 +97,7 @@ func runAvro(ctx context.Context, e *env) error {
 		e.tally.add(r.Partition)
 		return nil
 	})
-	return consume(ctx, e, h, consumer.Group(e.group), consumer.WithStrategy(recovery.NewStateless()))
+	return consume(ctx, e, h, consumer.Group(e.group), consumer.With(recovery.NewStateless()))
 }
 
 // runSlow is the memory case: a handler that takes e.slow per record, as
@@ -113,5 +112,5 @@ func runSlow(ctx context.Context, e *env) error {
 		e.tally.add(r.Partition)
 		return nil
 	})
-	return consume(ctx, e, h, consumer.Group(e.group), consumer.WithStrategy(recovery.NewStateless()))
+	return consume(ctx, e, h, consumer.Group(e.group), consumer.With(recovery.NewStateless()))
 }

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -24,14 +23,31 @@ type Consumer struct {
 	handler Handler
 	kopts   []kgo.Opt
 
+	// What the attached plugins contribute; set by New, read-only after.
+	pluginOpts   []kgo.Opt
+	pluginMW     []Middleware
+	observers    []Observer
+	observer     Observer // nil, the only one, or all of them
+	startOffsets StartOffsetsFunc
+	positioner   Plugin // the plugin that set startOffsets
+	ready        []func() error
+	onRebalance  []func(Event, map[string][]int32)
+	onStart      []func(context.Context, *kgo.Client) error
+	onDrained    []func(context.Context) error
+	onStop       []func(error)
+	onAbort      []func()
+
 	ran     atomic.Bool
 	running chan struct{}
 	cl      *kgo.Client
 	closing atomic.Bool
+	// base is Run's context without its cancellation: handler contexts
+	// carry its values.
+	base context.Context
 
 	mu       sync.Mutex
-	workers  map[tp]*worker
-	draining map[tp]*worker // taken by a revoke or the shutdown, still running
+	workers  map[tp]runner
+	draining map[tp]runner // taken by a revoke or the shutdown, still running
 
 	// Under ownMu, kept by the rebalance callbacks: the partitions the
 	// group gave this member and the member ID it gave them to.
@@ -61,9 +77,11 @@ type Stats struct {
 	MaxKeyQueue  int64 // the most records one key had waiting, with KeyOrder
 }
 
-// New returns a Consumer that hands records to h. It checks the options and
-// returns an error wrapping ErrInvalidOption when they are incomplete or
-// conflict; it does not connect to Kafka until Run.
+// New returns a Consumer that hands records to h. It checks the options,
+// attaches the plugins given to With, and returns an error wrapping
+// ErrInvalidOption when the options are incomplete or conflict or a plugin
+// refuses to attach; then no plugin stays attached. It does not connect to
+// Kafka until Run.
 func New(h Handler, opts ...Opt) (*Consumer, error) {
 	if h == nil {
 		return nil, fmt.Errorf("%w: nil handler", ErrInvalidOption)
@@ -77,47 +95,39 @@ func New(h Handler, opts ...Opt) (*Consumer, error) {
 	}
 	c := &Consumer{
 		cfg:      cfg,
-		handler:  chain(h, cfg.middleware),
 		running:  make(chan struct{}),
-		workers:  make(map[tp]*worker),
-		draining: make(map[tp]*worker),
+		base:     context.Background(),
+		workers:  make(map[tp]runner),
+		draining: make(map[tp]runner),
 		owned:    make(map[tp]struct{}),
 		space:    make(chan struct{}, 1),
 	}
-	var strategyOpts []kgo.Opt
-	if s := cfg.strategy; s != nil {
-		var err error
-		if strategyOpts, err = s.Setup(cfg.group); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
-		}
-		if oc, ok := s.(OrderChecker); ok {
-			if err := oc.CheckOrder(cfg.ordering); err != nil {
-				return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
-			}
-		}
-		c.handler = s.Wrap(c.handler)
+	if err := c.attach(); err != nil {
+		return nil, err
 	}
-	c.kopts = c.clientOpts(strategyOpts)
+	c.handler = chain(h, append(slices.Clip(c.pluginMW), cfg.middleware...))
+	c.kopts = c.clientOpts()
 	if cfg.ordering != PartitionOrder {
 		c.pool = newPool(cfg.ordering == Unordered)
 	}
 	return c, nil
 }
 
-// clientOpts returns the kgo options in the order that lets the user's
-// override the defaults and keeps the ones the Consumer owns last.
-func (c *Consumer) clientOpts(strategyOpts []kgo.Opt) []kgo.Opt {
+// clientOpts returns the kgo options in order of precedence, the last
+// winning: the Consumer's defaults, the user's ClientOpts, the plugins',
+// and the options the Consumer owns.
+func (c *Consumer) clientOpts() []kgo.Opt {
 	opts := []kgo.Opt{
-		kgo.SessionTimeout(45 * time.Second),
+		kgo.SessionTimeout(defaultSessionTimeout),
 		kgo.HeartbeatInterval(3 * time.Second),
-		kgo.RebalanceTimeout(5 * time.Minute),
+		kgo.RebalanceTimeout(defaultRebalanceTimeout),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 	}
 	if len(c.cfg.brokers) > 0 {
 		opts = append(opts, kgo.SeedBrokers(c.cfg.brokers...))
 	}
 	opts = append(opts, c.cfg.clientOpts...)
-	opts = append(opts, strategyOpts...)
+	opts = append(opts, c.pluginOpts...)
 	opts = append(opts, kgo.ConsumeTopics(c.cfg.topics...))
 	if c.cfg.group == "" {
 		return opts
@@ -134,17 +144,19 @@ func (c *Consumer) clientOpts(strategyOpts []kgo.Opt) []kgo.Opt {
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onLost),
 	)
-	if s := c.cfg.strategy; s != nil {
-		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.StartOffsets))
+	if c.startOffsets != nil {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(c.startOffsets))
 	}
 	return opts
 }
 
 // Running returns a channel that is closed once Run has created the client
-// and the strategy has started.
+// and the plugins have started, or once Run failed before that; Client
+// tells which.
 func (c *Consumer) Running() <-chan struct{} { return c.running }
 
-// Client returns the underlying client once Running is closed, nil before.
+// Client returns the underlying client once Running is closed, nil before
+// and nil if Run failed to start.
 func (c *Consumer) Client() *kgo.Client {
 	select {
 	case <-c.running:
@@ -153,6 +165,9 @@ func (c *Consumer) Client() *kgo.Client {
 		return nil
 	}
 }
+
+// Group returns the Consumer's group, "" for none.
+func (c *Consumer) Group() string { return c.cfg.group }
 
 // Stats returns a snapshot of the Consumer's buffers.
 func (c *Consumer) Stats() Stats {
@@ -168,25 +183,28 @@ func (c *Consumer) Stats() Stats {
 
 // Run consumes until ctx is done, then shuts down: it stops fetching, waits
 // up to the shutdown timeout for the records in hand, commits, leaves the
-// group and closes the client. It returns nil after a clean shutdown, an
-// error wrapping ErrDrainTimeout if handlers did not finish in time, the
-// commit's error if the last commit failed, the error of a Stopper strategy,
-// and ErrRunTwice if called again.
-func (c *Consumer) Run(ctx context.Context) error {
+// group and closes the client. Handler contexts carry ctx's values but not
+// its cancellation. Run returns nil after a clean shutdown, an error
+// wrapping ErrDrainTimeout if handlers did not finish in time, the commit's
+// error if the last commit failed, the error of a plugin's OnDrained, an
+// error wrapping ErrInvalidOption if the client's options conflict with
+// the Consumer's own, and ErrRunTwice if called again.
+func (c *Consumer) Run(ctx context.Context) (err error) {
 	if !c.ran.CompareAndSwap(false, true) {
 		return ErrRunTwice
 	}
-	cl, err := kgo.NewClient(c.kopts...)
+	defer func() {
+		for _, fn := range c.onStop {
+			fn(err)
+		}
+	}()
+	c.base = context.WithoutCancel(ctx)
+	cl, err := c.start(ctx)
 	if err != nil {
-		return fmt.Errorf("consumer: creating client: %w", err)
+		close(c.running)
+		return err
 	}
 	c.cl = cl
-	if s := c.cfg.strategy; s != nil {
-		if err := s.Start(ctx, cl); err != nil {
-			cl.Close()
-			return fmt.Errorf("consumer: starting %T: %w", s, err)
-		}
-	}
 	if c.pool != nil {
 		c.pool.start(c.cfg.workers)
 	}
@@ -196,6 +214,26 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.poll(ctx)
 	close(done)
 	return c.shutdown()
+}
+
+// start creates the client and starts the plugins.
+func (c *Consumer) start(ctx context.Context) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(c.kopts...)
+	if err != nil {
+		// NewClient connects to nothing: its errors are about options.
+		return nil, fmt.Errorf("%w: creating client: %w", ErrInvalidOption, err)
+	}
+	if err := checkClient(cl); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	for _, fn := range c.onStart {
+		if err := fn(ctx, cl); err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("consumer: starting: %w", err)
+		}
+	}
+	return cl, nil
 }
 
 // backlogCheck is how often partitions are checked for a handler that stays
@@ -213,16 +251,14 @@ func (c *Consumer) watchBacklog(done <-chan struct{}) {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		ws := make([]*worker, 0, len(c.workers))
-		for _, w := range c.workers {
-			ws = append(ws, w)
+		rs := make([]runner, 0, len(c.workers))
+		for _, r := range c.workers {
+			rs = append(rs, r)
 		}
 		c.mu.Unlock()
-		for _, w := range ws {
-			w.checkBehind()
-			if c.pool == nil {
-				w.storeHandled()
-			}
+		for _, r := range rs {
+			r.part().checkBehind()
+			r.tick()
 		}
 	}
 }
@@ -247,7 +283,7 @@ func (c *Consumer) poll(ctx context.Context) {
 			c.cfg.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if o := c.cfg.observer; o != nil {
+			if o := c.observer; o != nil {
 				o.Polled(p)
 			}
 			if len(p.Records) > 0 {
@@ -263,11 +299,14 @@ func (c *Consumer) dispatch(topic string, partition int32, recs []*kgo.Record) {
 	c.mu.Lock()
 	w := c.workers[key]
 	if w == nil {
-		w = newWorker(c, key)
-		c.workers[key] = w
-		if c.pool == nil {
-			go w.run()
+		if c.pool != nil {
+			w = newKeyed(c, key)
+		} else {
+			o := newOrdered(c, key)
+			go o.run()
+			w = o
 		}
+		c.workers[key] = w
 	}
 	c.mu.Unlock()
 	n := c.inFlight.Add(int64(len(recs)))
@@ -297,11 +336,11 @@ func (c *Consumer) release(n int) {
 // takeWorkers removes the workers of the given partitions, or all if
 // partitions is nil, and returns them. They count as draining until
 // stopWorkers is done with them.
-func (c *Consumer) takeWorkers(partitions map[string][]int32) []*worker {
+func (c *Consumer) takeWorkers(partitions map[string][]int32) []runner {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var ws []*worker
-	take := func(k tp, w *worker) {
+	var ws []runner
+	take := func(k tp, w runner) {
 		ws = append(ws, w)
 		delete(c.workers, k)
 		c.draining[k] = w
@@ -332,7 +371,7 @@ func (c *Consumer) abandonDraining(partitions map[string][]int32) {
 	for topic, ps := range partitions {
 		for _, p := range ps {
 			if w := c.draining[tp{topic, p}]; w != nil {
-				w.abandon()
+				w.part().abandon()
 			}
 		}
 	}
@@ -342,224 +381,38 @@ func (c *Consumer) abandonDraining(partitions map[string][]int32) {
 // them; abandon cancels the handlers' contexts at once. Workers still running
 // at the deadline are cancelled and no longer store offsets. It reports
 // whether all stopped in time.
-func (c *Consumer) stopWorkers(ws []*worker, timeout time.Duration, abandon bool) bool {
+func (c *Consumer) stopWorkers(ws []runner, timeout time.Duration, abandon bool) bool {
 	defer func() {
 		c.mu.Lock()
 		for _, w := range ws {
-			if c.draining[w.tp] == w {
-				delete(c.draining, w.tp)
+			if k := w.part().tp; c.draining[k] == w {
+				delete(c.draining, k)
 			}
 		}
 		c.mu.Unlock()
 	}()
 	for _, w := range ws {
 		if abandon {
-			w.abandon()
+			w.part().abandon()
 		}
-		w.quitting.Store(true)
-		close(w.quit)
-		if c.pool != nil {
-			w.stopKeyed()
-		}
+		w.stop()
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for i, w := range ws {
 		select {
-		case <-w.done:
+		case <-w.part().done:
 		case <-deadline.C:
 			for _, w := range ws[i:] {
-				w.abandon()
+				p := w.part()
+				p.abandon()
 				c.cfg.logger.Warn("handler did not finish in time; its offset is not stored",
-					"topic", w.topic, "partition", w.partition)
+					"topic", p.topic, "partition", p.partition)
 			}
 			return false
 		}
 	}
 	return true
-}
-
-func (c *Consumer) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	if stale := c.forgetOldMembership(ctx, cl); stale != nil {
-		c.reposition(ctx, cl, stale)
-		assigned = union(assigned, stale)
-	}
-	c.own(assigned, true)
-	c.cfg.logger.Info("partitions assigned", "partitions", assigned)
-	c.rebalanced(Assigned, assigned)
-	if c.cfg.onAssigned != nil {
-		c.cfg.onAssigned(ctx, assigned)
-	}
-}
-
-func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
-	var stale map[string][]int32
-	if stale = c.forgetOldMembership(ctx, cl); stale != nil {
-		// What the new membership takes was lost already; what it keeps
-		// starts again at the group's commits.
-		if kept := minus(stale, revoked); len(kept) > 0 {
-			c.reposition(ctx, cl, kept)
-			c.onAssigned(ctx, cl, kept)
-		}
-		revoked = minus(revoked, stale)
-	}
-	c.own(revoked, false)
-	c.stopWorkers(c.takeWorkers(revoked), c.cfg.revokeTimeout, false)
-	if !c.closing.Load() {
-		cctx, cancel := context.WithTimeout(ctx, c.cfg.revokeTimeout)
-		if err := c.commit(cctx, stale); err != nil {
-			c.cfg.logger.Error("commit on revoke failed", "err", err)
-		}
-		cancel()
-	}
-	c.cfg.logger.Info("partitions revoked", "partitions", revoked)
-	c.rebalanced(Revoked, revoked)
-	if c.cfg.onRevoked != nil {
-		c.cfg.onRevoked(ctx, revoked)
-	}
-}
-
-func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
-	c.own(lost, false)
-	c.abandonDraining(lost)
-	c.stopWorkers(c.takeWorkers(lost), c.cfg.revokeTimeout, true)
-	c.cfg.logger.Warn("partitions lost; their offsets are not committed", "partitions", lost)
-	c.rebalanced(Lost, lost)
-	if c.cfg.onLost != nil {
-		c.cfg.onLost(ctx, lost)
-	}
-}
-
-// own adds partitions to the owned set, or removes them.
-func (c *Consumer) own(partitions map[string][]int32, add bool) {
-	c.ownMu.Lock()
-	defer c.ownMu.Unlock()
-	for topic, ps := range partitions {
-		for _, p := range ps {
-			if add {
-				c.owned[tp{topic, p}] = struct{}{}
-			} else {
-				delete(c.owned, tp{topic, p})
-			}
-		}
-	}
-}
-
-// forgetOldMembership handles a rebalance callback made under a member ID
-// other than the one the held partitions were assigned to. kgo answers a
-// JoinGroup refused with UNKNOWN_MEMBER_ID (the group expired the member) by
-// joining as a new member that still claims its old partitions, with their
-// positions and marks, and without calling OnPartitionsLost; meanwhile the
-// group gave them to others. Those partitions are reported lost and
-// returned, so that none of their marks is committed and the ones the
-// group lets the member keep start again at the group's commits.
-func (c *Consumer) forgetOldMembership(ctx context.Context, cl *kgo.Client) map[string][]int32 {
-	stale := c.rejoined(cl)
-	if stale != nil {
-		c.cfg.logger.Warn("rejoined the group as a new member; partitions kept from the old membership are lost", "partitions", stale)
-		c.onLost(ctx, cl, stale)
-	}
-	return stale
-}
-
-// rejoined returns the partitions still owned from before, if the callback
-// runs under a member ID other than the last one seen; nil otherwise.
-func (c *Consumer) rejoined(cl *kgo.Client) map[string][]int32 {
-	member, _ := cl.GroupMetadata()
-	c.ownMu.Lock()
-	defer c.ownMu.Unlock()
-	last := c.member
-	c.member = member
-	if last == "" || member == last || len(c.owned) == 0 {
-		return nil
-	}
-	stale := make(map[string][]int32)
-	for k := range c.owned {
-		stale[k.topic] = append(stale[k.topic], k.partition)
-	}
-	return stale
-}
-
-// reposition moves partitions to where a fresh assignment would start them:
-// the group's commits, through the strategy if there is one. Failing that,
-// they go on from where they are, which may handle records again but skips
-// none.
-func (c *Consumer) reposition(ctx context.Context, cl *kgo.Client, partitions map[string][]int32) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.revokeTimeout)
-	defer cancel()
-	fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, c.cfg.group)
-	if err == nil {
-		err = fetched.Error()
-	}
-	if err != nil {
-		c.cfg.logger.Error("reading the group's commits to reposition partitions failed; they go on from their positions", "partitions", partitions, "err", err)
-		return
-	}
-	// Where kgo starts a partition without a commit: a fresh assignment
-	// would pass the strategy the same.
-	first, _ := cl.OptValue(kgo.ConsumeStartOffset).(kgo.Offset)
-	start := make(map[string]map[int32]kgo.Offset, len(partitions))
-	for topic, ps := range partitions {
-		start[topic] = make(map[int32]kgo.Offset, len(ps))
-		for _, p := range ps {
-			start[topic][p] = first
-			if o, ok := fetched.Lookup(topic, p); ok && o.At >= 0 {
-				start[topic][p] = kgo.NewOffset().At(o.At).WithEpoch(o.LeaderEpoch)
-			}
-		}
-	}
-	if s := c.cfg.strategy; s != nil {
-		if start, err = s.StartOffsets(ctx, start); err != nil {
-			c.cfg.logger.Error("positioning partitions after rejoining failed; they go on from their positions", "partitions", partitions, "err", err)
-			return
-		}
-	}
-	set := make(map[string]map[int32]kgo.EpochOffset, len(start))
-	for topic, ps := range start {
-		set[topic] = make(map[int32]kgo.EpochOffset, len(ps))
-		for p, o := range ps {
-			set[topic][p] = o.EpochOffset()
-		}
-	}
-	cl.SetOffsets(set)
-}
-
-// minus returns the partitions of a that are not in b.
-func minus(a, b map[string][]int32) map[string][]int32 {
-	out := make(map[string][]int32)
-	for topic, ps := range a {
-		for _, p := range ps {
-			if !slices.Contains(b[topic], p) {
-				out[topic] = append(out[topic], p)
-			}
-		}
-	}
-	return out
-}
-
-// union returns the partitions in a or b.
-func union(a, b map[string][]int32) map[string][]int32 {
-	out := make(map[string][]int32, len(a)+len(b))
-	for _, m := range []map[string][]int32{a, b} {
-		for topic, ps := range m {
-			for _, p := range ps {
-				if !slices.Contains(out[topic], p) {
-					out[topic] = append(out[topic], p)
-				}
-			}
-		}
-	}
-	return out
-}
-
-// rebalanced tells the observer and the strategy of a rebalance.
-func (c *Consumer) rebalanced(e Event, partitions map[string][]int32) {
-	if o := c.cfg.observer; o != nil {
-		o.Rebalanced(e, partitions)
-	}
-	if w, ok := c.cfg.strategy.(RebalanceWatcher); ok {
-		w.Rebalanced(e, partitions)
-	}
 }
 
 // commit commits the stored offsets synchronously, except those of skip.
@@ -599,7 +452,7 @@ func (c *Consumer) onCommit(_ *kgo.Client, req *kmsg.OffsetCommitRequest, resp *
 	if err != nil {
 		c.cfg.logger.Warn("commit failed", "err", err)
 	}
-	if o := c.cfg.observer; o != nil {
+	if o := c.observer; o != nil {
 		o.Committed(acceptedOffsets(req, resp), err)
 	}
 	return err
@@ -637,10 +490,12 @@ func (c *Consumer) shutdown() error {
 	var errs []error
 	if !c.stopWorkers(c.takeWorkers(nil), c.cfg.shutdownTimeout, false) {
 		errs = append(errs, fmt.Errorf("%w after %v", ErrDrainTimeout, c.cfg.shutdownTimeout))
-	} else if s, ok := c.cfg.strategy.(Stopper); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.shutdownTimeout)
-		if err := s.Stop(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("consumer: stopping %T: %w", s, err))
+	} else if len(c.onDrained) > 0 {
+		ctx, cancel := context.WithTimeout(c.base, c.cfg.shutdownTimeout)
+		for _, fn := range c.onDrained {
+			if err := fn(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("consumer: stopping: %w", err))
+			}
 		}
 		cancel()
 	}

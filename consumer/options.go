@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
-	"runtime"
 	"strings"
 	"time"
 
@@ -46,8 +44,7 @@ type cfg struct {
 
 	logger     *slog.Logger
 	middleware []Middleware
-	strategy   Strategy
-	observer   Observer
+	plugins    []Plugin
 
 	errs []error
 }
@@ -86,25 +83,28 @@ func Group(id string) Opt {
 	return opt(func(c *cfg) { c.group = id })
 }
 
+// Defaults of the client options the Consumer sets but lets ClientOpts
+// override. The rebalance timeout is franz-go's: the poll loop never waits
+// for a handler, so a rebalance waits at most for RevokeTimeout.
+const (
+	defaultSessionTimeout   = 45 * time.Second
+	defaultRebalanceTimeout = time.Minute
+)
+
 // ClientOpts passes options through to the underlying kgo.Client, for TLS,
 // SASL, fetch sizes, balancers, timeouts and the like. They apply after the
 // Consumer's defaults (session timeout 45 s, heartbeat 3 s, rebalance timeout
-// 5 min, cooperative-sticky balancing), so they override them.
+// 60 s, cooperative-sticky balancing), so they override them.
 //
-// Options the Consumer must own to keep its guarantees are refused by New
-// with an error: consuming topics and groups (use Topics and Group), the
-// partition callbacks (use OnAssigned, OnRevoked, OnLost), committing
-// (use CommitInterval), BlockRebalanceOnPoll and AdjustFetchOffsetsFn.
+// The options the Consumer owns to keep its guarantees come after them and
+// win: the topics and the group (use Topics and Group), the partition
+// callbacks (use OnAssigned, OnRevoked, OnLost), committing (use
+// CommitInterval), BlockRebalanceOnPoll and AdjustFetchOffsetsFn (a Plugin
+// sets it through its Attachment). Options that would change what those
+// mean, such as kgo.ConsumeRegex, ConsumePartitions, DisableAutoCommit,
+// GreedyAutoCommit and ShareGroup, make Run fail with ErrInvalidOption.
 func ClientOpts(opts ...kgo.Opt) Opt {
-	return opt(func(c *cfg) {
-		for _, o := range opts {
-			if name := ownedOpt(o); name != "" {
-				c.errs = append(c.errs, fmt.Errorf("%w: kgo.%s is managed by the consumer", ErrInvalidOption, name))
-				continue
-			}
-			c.clientOpts = append(c.clientOpts, o)
-		}
-	})
+	return opt(func(c *cfg) { c.clientOpts = append(c.clientOpts, opts...) })
 }
 
 // minCommitInterval is the shortest autocommit interval kgo accepts.
@@ -135,9 +135,12 @@ func MaxInFlightPerPartition(n int) Opt {
 	return opt(func(c *cfg) { c.maxPerPartition = n })
 }
 
-// RevokeTimeout bounds how long a revoke or a lost partition waits for the
-// record in hand to finish; the default is 30 s. After it, the handler's
-// context is cancelled. Keep it below the rebalance timeout.
+// RevokeTimeout bounds how long a revoke waits for the record in hand to
+// finish; the default is 30 s. After it, the handler's context is
+// cancelled and the record's offset is not stored. A lost partition does
+// not wait: its handler's context is cancelled at once, and RevokeTimeout
+// bounds how long the loss waits for the handler to return. Keep it below
+// the rebalance timeout.
 func RevokeTimeout(d time.Duration) Opt {
 	return opt(func(c *cfg) { c.revokeTimeout = d })
 }
@@ -234,19 +237,6 @@ func Use(mw ...Middleware) Opt {
 	return opt(func(c *cfg) { c.middleware = append(c.middleware, mw...) })
 }
 
-// WithStrategy sets how the Consumer recovers its position after a restart;
-// package recovery holds the strategies. Without one, a Consumer with a group
-// resumes from its committed offsets.
-func WithStrategy(s Strategy) Opt {
-	return opt(func(c *cfg) { c.strategy = s })
-}
-
-// WithObserver sets an Observer told of what the Consumer does, for metrics
-// and health (package lag).
-func WithObserver(o Observer) Opt {
-	return opt(func(c *cfg) { c.observer = o })
-}
-
 func (c *cfg) validate() error {
 	errs := c.errs
 	if len(c.topics) == 0 {
@@ -276,34 +266,23 @@ func (c *cfg) validate() error {
 	return errors.Join(errs...)
 }
 
-// owned lists the kgo options the Consumer sets itself, by constructor name.
-var owned = map[string]bool{
-	"ConsumeTopics": true, "ConsumeRegex": true, "ConsumePartitions": true,
-	"ConsumerGroup": true, "OnPartitionsAssigned": true, "OnPartitionsRevoked": true,
-	"OnPartitionsLost": true, "BlockRebalanceOnPoll": true, "AdjustFetchOffsetsFn": true,
-	"AutoCommitMarks": true, "AutoCommitInterval": true, "DisableAutoCommit": true,
-	"GreedyAutoCommit": true, "AutoCommitCallback": true,
-}
-
-// ownedOpt returns the name of the kgo constructor that built o if the
-// Consumer owns that option, or "". kgo options are structs holding a closure
-// named after its constructor: kgo.ConsumerGroup.func1, or, where the
-// constructor was inlined, caller.ConsumerGroup.func1. kgo reads option names
-// the same way in Client.OptValues.
-func ownedOpt(o kgo.Opt) string {
-	v := reflect.ValueOf(o)
-	if v.Kind() != reflect.Struct || v.NumField() != 1 || v.Field(0).Kind() != reflect.Func {
-		return ""
+// checkClient refuses a client whose options change what the options the
+// Consumer owns mean; the Consumer's own come last and win over the others,
+// and kgo.NewClient refuses most conflicts itself (DisableAutoCommit or
+// GreedyAutoCommit with AutoCommitMarks, for example).
+func checkClient(cl *kgo.Client) error {
+	var refused []string
+	if v, _ := cl.OptValue(kgo.ConsumeRegex).(bool); v {
+		refused = append(refused, "ConsumeRegex")
 	}
-	fn := runtime.FuncForPC(v.Field(0).Pointer())
-	if fn == nil {
-		return ""
+	if v, _ := cl.OptValue(kgo.ConsumePartitions).(map[string]map[int32]kgo.Offset); len(v) > 0 {
+		refused = append(refused, "ConsumePartitions")
 	}
-	parts := strings.Split(fn.Name(), ".")
-	for i := len(parts) - 1; i > 0; i-- {
-		if strings.HasPrefix(parts[i], "func") && owned[parts[i-1]] {
-			return parts[i-1]
-		}
+	if v, _ := cl.OptValue(kgo.ShareGroup).(string); v != "" {
+		refused = append(refused, "ShareGroup")
 	}
-	return ""
+	if len(refused) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: kgo.%s conflicts with the consumer's own options", ErrInvalidOption, strings.Join(refused, ", kgo."))
 }

@@ -3,35 +3,79 @@ package consumer_test
 import (
 	"context"
 	"errors"
-	"strings"
+	"regexp"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/internal/kafkatest"
 )
 
 var nop = consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
 
-func TestClientOptsRefusesOptionsTheConsumerOwns(t *testing.T) {
+func TestOwnedClientOptionsAreOverridden(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic)
 	noop := func(context.Context, *kgo.Client, map[string][]int32) {}
+	c, err := consumer.New(nop, testOpts(cluster, "g", consumer.ClientOpts(
+		kgo.ConsumeTopics("other"),
+		kgo.ConsumerGroup("other"),
+		kgo.OnPartitionsAssigned(noop),
+		kgo.AutoCommitInterval(time.Hour),
+	))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	<-c.Running()
+	cl := c.Client()
+	if cl == nil {
+		cancel()
+		t.Fatalf("Run failed to start: %v", <-done)
+	}
+	if g := cl.OptValue(kgo.ConsumerGroup); g != "g" {
+		t.Errorf("group = %v, want the Consumer's", g)
+	}
+	if ts := cl.OptValue(kgo.ConsumeTopics).(map[string]*regexp.Regexp); len(ts) != 1 || !hasKey(ts, topic) {
+		t.Errorf("topics = %v, want only the Consumer's", ts)
+	}
+	if d := cl.OptValue(kgo.AutoCommitInterval); d != time.Second {
+		t.Errorf("commit interval = %v, want the Consumer's 1s", d)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasKey[V any](m map[string]V, k string) bool { _, ok := m[k]; return ok }
+
+func TestRunRefusesOptionsThatChangeTheOwnedOnes(t *testing.T) {
 	for name, o := range map[string]kgo.Opt{
-		"ConsumeTopics":        kgo.ConsumeTopics("x"),
-		"ConsumeRegex":         kgo.ConsumeRegex(),
-		"ConsumerGroup":        kgo.ConsumerGroup("g"),
-		"OnPartitionsAssigned": kgo.OnPartitionsAssigned(noop),
-		"OnPartitionsRevoked":  kgo.OnPartitionsRevoked(noop),
-		"OnPartitionsLost":     kgo.OnPartitionsLost(noop),
-		"BlockRebalanceOnPoll": kgo.BlockRebalanceOnPoll(),
-		"AutoCommitMarks":      kgo.AutoCommitMarks(),
-		"AutoCommitInterval":   kgo.AutoCommitInterval(time.Second),
-		"DisableAutoCommit":    kgo.DisableAutoCommit(),
-		"AdjustFetchOffsetsFn": kgo.AdjustFetchOffsetsFn(nil),
+		"ConsumeRegex":      kgo.ConsumeRegex(),
+		"ConsumePartitions": kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"x": {0: kgo.NewOffset()}}),
+		"DisableAutoCommit": kgo.DisableAutoCommit(),
+		"GreedyAutoCommit":  kgo.GreedyAutoCommit(),
 	} {
-		_, err := consumer.New(nop, consumer.Topics("t"), consumer.ClientOpts(o))
-		if !errors.Is(err, consumer.ErrInvalidOption) || !strings.Contains(err.Error(), "kgo."+name) {
-			t.Errorf("ClientOpts(kgo.%s): got %v, want an ErrInvalidOption naming it", name, err)
+		c, err := consumer.New(nop, consumer.Topics("t"), consumer.Group("g"),
+			consumer.SeedBrokers("127.0.0.1:1"), consumer.ClientOpts(o))
+		if err != nil {
+			t.Fatalf("%s: New: %v", name, err)
+		}
+		err = c.Run(context.Background())
+		if !errors.Is(err, consumer.ErrInvalidOption) {
+			t.Errorf("ClientOpts(kgo.%s): Run = %v, want ErrInvalidOption", name, err)
+		}
+		select {
+		case <-c.Running():
+		default:
+			t.Errorf("%s: Running not closed after Run failed to start", name)
+		}
+		if c.Client() != nil {
+			t.Errorf("%s: Client() is not nil after Run failed to start", name)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package consumer
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -39,7 +38,7 @@ type keyQueue struct {
 // A slot is a record dispatched to the pool and its place in its
 // partition's window of unstored offsets.
 type slot struct {
-	w    *worker
+	w    *keyed
 	r    *kgo.Record
 	done bool
 }
@@ -118,106 +117,6 @@ func (p *pool) close() {
 	p.closed = true
 	p.cond.Broadcast()
 	p.mu.Unlock()
-}
-
-// handleSlot handles one record of the pool, or drops it if its partition
-// was stopped. A handled record stays counted as in flight until the stored
-// offset passes it, so records finished beyond a slow one are bounded by the
-// in-flight limits like the ones waiting.
-func (w *worker) handleSlot(s *slot) {
-	w.tmu.Lock()
-	if w.stopped {
-		w.tmu.Unlock()
-		w.finished(1)
-		return
-	}
-	w.running++
-	w.tmu.Unlock()
-	var start time.Time
-	if w.c.cfg.observer != nil {
-		start = time.Now()
-	}
-	ok, _ := w.handle(s.r, start)
-	w.tmu.Lock()
-	w.running--
-	n := 1 // an abandoned record is no longer in flight
-	if ok {
-		s.done = true
-		n = w.advance()
-	}
-	idle := w.stopped && w.running == 0
-	w.tmu.Unlock()
-	w.finished(n)
-	if idle {
-		w.endKeyed()
-	}
-}
-
-// enqueue records the records of a push in the partition's window and hands
-// them to the pool.
-func (w *worker) enqueue(recs []*kgo.Record) {
-	slots := make([]*slot, len(recs))
-	w.tmu.Lock()
-	for i, r := range recs {
-		slots[i] = &slot{w: w, r: r}
-	}
-	w.window = append(w.window, slots...)
-	w.tmu.Unlock()
-	w.c.pool.submit(slots)
-}
-
-// advance stores the offset of the last record of the finished prefix of
-// the window, takes the prefix off the window and returns its length. The
-// caller holds w.tmu.
-func (w *worker) advance() int {
-	n := 0
-	for n < len(w.window) && w.window[n].done {
-		n++
-	}
-	if n == 0 {
-		return 0
-	}
-	w.store(w.window[n-1].r)
-	clear(w.window[:n])
-	w.window = w.window[n:]
-	return n
-}
-
-// stopKeyed stops the partition: records not started are dropped, and done
-// is closed once the records running now are finished.
-func (w *worker) stopKeyed() {
-	w.tmu.Lock()
-	w.stopped = true
-	idle := w.running == 0
-	w.tmu.Unlock()
-	if idle {
-		w.endKeyed()
-	}
-}
-
-// endKeyed closes done and takes the finished records that the stored
-// offset could not pass off the in-flight counts.
-func (w *worker) endKeyed() {
-	w.endOnce.Do(func() {
-		w.abandon() // every record of the partition is stored or dropped
-		w.tmu.Lock()
-		n := 0
-		for _, s := range w.window {
-			if s.done {
-				n++
-			}
-		}
-		w.window = nil
-		w.tmu.Unlock()
-		w.finished(n)
-		w.mu.Lock()
-		if w.paused {
-			w.paused = false
-			w.setPaused(false)
-		}
-		w.mu.Unlock()
-		close(w.done)
-	})
 }
 
 // fifo is a queue on a slice that reuses its space.

@@ -248,7 +248,7 @@ func TestHandlerPanicBecomesAnError(t *testing.T) {
 		return rec.Handle(ctx, r)
 	})
 	obs := &errObserver{}
-	c, err := consumer.New(h, testOpts(cluster, "g", consumer.WithObserver(obs))...)
+	c, err := consumer.New(h, testOpts(cluster, "g", consumer.With(consumer.PluginFunc(func(a *consumer.Attachment) error { a.Observe(obs); return nil })))...)
 	if err != nil {
 		t.Fatal(err)
 	}

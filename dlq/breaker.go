@@ -1,37 +1,13 @@
 package dlq
 
 import (
+	"github.com/kconsumer/kconsumer/fault"
+
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 )
-
-// BreakerState is the state of a Router's circuit breaker.
-type BreakerState int
-
-const (
-	// BreakerClosed lets records through; records that fail for good are
-	// dead-lettered.
-	BreakerClosed BreakerState = iota
-	// BreakerOpen holds every record: nothing is handled or dead-lettered
-	// until the cool-down passes.
-	BreakerOpen
-	// BreakerHalfOpen lets one record through as a probe; the others wait.
-	BreakerHalfOpen
-)
-
-func (s BreakerState) String() string {
-	switch s {
-	case BreakerClosed:
-		return "closed"
-	case BreakerOpen:
-		return "open"
-	case BreakerHalfOpen:
-		return "half-open"
-	}
-	return "unknown"
-}
 
 type breakerCfg struct {
 	window    int
@@ -46,14 +22,14 @@ type breaker struct {
 	cfg    breakerCfg
 	now    func() time.Time
 	logger *slog.Logger
-	notify func(from, to BreakerState)
+	notify func(from, to fault.BreakerState)
 
 	// healthy is set while the breaker is closed with a full window free
 	// of failures: a success then changes nothing, and skips the lock.
 	healthy atomic.Bool
 
 	mu       sync.Mutex
-	state    BreakerState
+	state    fault.BreakerState
 	ring     []bool // outcomes, true for a failure
 	next     int    // where the next outcome goes in ring
 	n        int    // outcomes in ring
@@ -63,7 +39,7 @@ type breaker struct {
 	opens    int64
 }
 
-func newBreaker(cfg breakerCfg, logger *slog.Logger, notify func(from, to BreakerState)) *breaker {
+func newBreaker(cfg breakerCfg, logger *slog.Logger, notify func(from, to fault.BreakerState)) *breaker {
 	b := &breaker{cfg: cfg, now: time.Now, logger: logger, notify: notify}
 	if !cfg.off {
 		b.ring = make([]bool, cfg.window)
@@ -71,7 +47,7 @@ func newBreaker(cfg breakerCfg, logger *slog.Logger, notify func(from, to Breake
 	return b
 }
 
-type transition struct{ from, to BreakerState }
+type transition struct{ from, to fault.BreakerState }
 
 // admit reports whether a record may be handled now and whether it is the
 // probe of a half-open breaker. A probe must be followed by succeeded,
@@ -83,15 +59,15 @@ func (b *breaker) admit() (ok, probe bool) {
 	b.mu.Lock()
 	var t transition
 	switch b.state {
-	case BreakerClosed:
+	case fault.BreakerClosed:
 		ok = true
-	case BreakerOpen:
+	case fault.BreakerOpen:
 		if b.now().Before(b.until) {
 			break
 		}
-		t = b.set(BreakerHalfOpen)
+		t = b.set(fault.BreakerHalfOpen)
 		fallthrough
-	case BreakerHalfOpen:
+	case fault.BreakerHalfOpen:
 		if !b.probing {
 			b.probing = true
 			ok, probe = true, true
@@ -112,8 +88,8 @@ func (b *breaker) succeeded(probe bool) {
 	switch {
 	case probe:
 		b.probing = false
-		t = b.set(BreakerClosed)
-	case b.state == BreakerClosed:
+		t = b.set(fault.BreakerClosed)
+	case b.state == fault.BreakerClosed:
 		b.push(false)
 	}
 	b.mu.Unlock()
@@ -135,13 +111,13 @@ func (b *breaker) failed(probe, final, marked bool) (deadLetter bool) {
 	switch {
 	case probe:
 		b.probing = false
-		t = b.set(BreakerOpen)
+		t = b.set(fault.BreakerOpen)
 		deadLetter = final && marked
-	case b.state != BreakerClosed || !final:
+	case b.state != fault.BreakerClosed || !final:
 	default:
 		b.push(true)
 		if b.n == len(b.ring) && float64(b.failures) >= b.cfg.threshold*float64(b.n) {
-			t = b.set(BreakerOpen)
+			t = b.set(fault.BreakerOpen)
 		} else {
 			deadLetter = true
 		}
@@ -176,19 +152,19 @@ func (b *breaker) push(failure bool) {
 		b.failures++
 	}
 	b.next = (b.next + 1) % len(b.ring)
-	b.healthy.Store(b.state == BreakerClosed && b.n == len(b.ring) && b.failures == 0)
+	b.healthy.Store(b.state == fault.BreakerClosed && b.n == len(b.ring) && b.failures == 0)
 }
 
 // set moves to state s; b.mu is held.
-func (b *breaker) set(s BreakerState) transition {
+func (b *breaker) set(s fault.BreakerState) transition {
 	t := transition{b.state, s}
 	b.state = s
 	b.healthy.Store(false)
 	switch s {
-	case BreakerOpen:
+	case fault.BreakerOpen:
 		b.until = b.now().Add(b.cfg.coolDown)
 		b.opens++
-	case BreakerClosed:
+	case fault.BreakerClosed:
 		clear(b.ring)
 		b.next, b.n, b.failures = 0, 0, 0
 	}
@@ -201,12 +177,12 @@ func (b *breaker) report(t transition) {
 		return
 	}
 	switch t.to {
-	case BreakerOpen:
+	case fault.BreakerOpen:
 		b.logger.Error("dlq: circuit breaker open: failures look systemic; holding records and pausing consumption",
 			"from", t.from, "cool_down", b.cfg.coolDown)
-	case BreakerHalfOpen:
+	case fault.BreakerHalfOpen:
 		b.logger.Info("dlq: circuit breaker half-open: probing with one record")
-	case BreakerClosed:
+	case fault.BreakerClosed:
 		b.logger.Info("dlq: circuit breaker closed: probe succeeded; resuming")
 	}
 	if b.notify != nil {
@@ -215,9 +191,9 @@ func (b *breaker) report(t transition) {
 }
 
 // stats returns the state and how often the breaker opened.
-func (b *breaker) stats() (BreakerState, int64) {
+func (b *breaker) stats() (fault.BreakerState, int64) {
 	if b.cfg.off {
-		return BreakerClosed, 0
+		return fault.BreakerClosed, 0
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

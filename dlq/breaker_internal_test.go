@@ -1,6 +1,8 @@
 package dlq
 
 import (
+	"github.com/kconsumer/kconsumer/fault"
+
 	"log/slog"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ func (c *clock) now() time.Time { return c.t }
 func newTestBreaker(window int, threshold float64, coolDown time.Duration) (*breaker, *clock, *[]transition) {
 	var changes []transition
 	b := newBreaker(breakerCfg{window: window, threshold: threshold, coolDown: coolDown},
-		slog.New(slog.DiscardHandler), func(from, to BreakerState) { changes = append(changes, transition{from, to}) })
+		slog.New(slog.DiscardHandler), func(from, to fault.BreakerState) { changes = append(changes, transition{from, to}) })
 	c := &clock{t: time.Unix(1000, 0)}
 	b.now = c.now
 	return b, c, &changes
@@ -36,7 +38,7 @@ func TestBreakerOpensAtThresholdOverAFullWindow(t *testing.T) {
 	if b.failed(false, true, false) {
 		t.Fatal("failure reaching the threshold was dead-lettered")
 	}
-	if s, opens := b.stats(); s != BreakerOpen || opens != 1 {
+	if s, opens := b.stats(); s != fault.BreakerOpen || opens != 1 {
 		t.Fatalf("state %v after %d opens, want open after 1", s, opens)
 	}
 }
@@ -58,7 +60,7 @@ func TestBreakerIgnoresFailuresThatAreRetried(t *testing.T) {
 	for range 10 {
 		b.failed(false, false, false)
 	}
-	if s, _ := b.stats(); s != BreakerClosed {
+	if s, _ := b.stats(); s != fault.BreakerClosed {
 		t.Fatalf("state %v after retried failures, want closed", s)
 	}
 }
@@ -101,13 +103,13 @@ func TestBreakerProbesAfterCoolDown(t *testing.T) {
 		t.Fatal("no probe after an abandoned one")
 	}
 	b.succeeded(true)
-	if s, _ := b.stats(); s != BreakerClosed {
+	if s, _ := b.stats(); s != fault.BreakerClosed {
 		t.Fatalf("state %v after a successful probe, want closed", s)
 	}
 	want := []transition{
-		{BreakerClosed, BreakerOpen}, {BreakerOpen, BreakerHalfOpen}, {BreakerHalfOpen, BreakerOpen},
-		{BreakerOpen, BreakerHalfOpen}, {BreakerHalfOpen, BreakerOpen},
-		{BreakerOpen, BreakerHalfOpen}, {BreakerHalfOpen, BreakerClosed},
+		{fault.BreakerClosed, fault.BreakerOpen}, {fault.BreakerOpen, fault.BreakerHalfOpen}, {fault.BreakerHalfOpen, fault.BreakerOpen},
+		{fault.BreakerOpen, fault.BreakerHalfOpen}, {fault.BreakerHalfOpen, fault.BreakerOpen},
+		{fault.BreakerOpen, fault.BreakerHalfOpen}, {fault.BreakerHalfOpen, fault.BreakerClosed},
 	}
 	if len(*changes) != len(want) {
 		t.Fatalf("changes %v, want %v", *changes, want)

@@ -28,10 +28,10 @@
 // Handlers (and decoders) say what an error means by marking it:
 //
 //	if err := validate(reading); err != nil {
-//		return dlq.MarkPoison(err) // never succeeds: dead-letter it now
+//		return fault.MarkPoison(err) // never succeeds: dead-letter it now
 //	}
 //	if err := db.Insert(ctx, reading); err != nil {
-//		return dlq.MarkRetriable(err) // try again until it works
+//		return fault.MarkRetriable(err) // try again until it works
 //	}
 //
 // Unmarked errors go through the Classify function; by default they are

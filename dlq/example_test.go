@@ -13,19 +13,20 @@ import (
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 func ExampleMarkPoison() {
 	decode := func(b []byte) (int, error) {
 		n, err := strconv.Atoi(string(b))
 		if err != nil {
-			return 0, dlq.MarkPoison(fmt.Errorf("decoding reading: %w", err))
+			return 0, fault.MarkPoison(fmt.Errorf("decoding reading: %w", err))
 		}
 		return n, nil
 	}
 	_, err := decode([]byte("12x"))
 	err = fmt.Errorf("handling sensor-data/0@42: %w", err)
-	fmt.Println(dlq.ClassOf(err), errors.Is(err, dlq.ErrPoison))
+	fmt.Println(fault.ClassOf(err), errors.Is(err, fault.ErrPoison))
 	// Output: poison true
 }
 
@@ -43,7 +44,7 @@ func ExampleRouter() {
 		&kgo.Record{Topic: "sensor-data", Value: []byte("-3")},
 		&kgo.Record{Topic: "sensor-data", Value: []byte("18")})
 
-	router, err := dlq.New(dlq.SeedBrokers(brokers...), dlq.Group("usage"), dlq.WithLogger(quiet))
+	router, err := dlq.New() // writes with the Consumer's brokers and group
 	if err != nil {
 		panic(err)
 	}
@@ -51,7 +52,7 @@ func ExampleRouter() {
 	handler := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
 		km, _ := strconv.Atoi(string(r.Value))
 		if km < 0 {
-			return dlq.MarkPoison(fmt.Errorf("km_tot %d is negative", km))
+			return fault.MarkPoison(fmt.Errorf("km_tot %d is negative", km))
 		}
 		fmt.Println("handled", km)
 		if r.Offset == 2 {
@@ -64,7 +65,7 @@ func ExampleRouter() {
 		consumer.Topics("sensor-data"),
 		consumer.Group("usage"),
 		consumer.WithLogger(quiet),
-		consumer.Use(router.Middleware()),
+		consumer.With(router),
 	)
 	if err != nil {
 		panic(err)
@@ -74,13 +75,9 @@ func ExampleRouter() {
 	go func() { done <- c.Run(ctx) }()
 	<-last
 	stop()
-	if err := <-done; err != nil {
+	if err := <-done; err != nil { // dead letters are flushed once Run returns
 		panic(err)
 	}
-	if err := router.Flush(context.Background()); err != nil {
-		panic(err)
-	}
-	router.Close()
 
 	l, err := dlq.Parse(consumeOne(brokers, "sensor-data.dlq"))
 	if err != nil {
@@ -114,7 +111,7 @@ func ExampleRedrive() {
 	for range 2 {
 		stats, err := dlq.Redrive(context.Background(), "sensor-data.dlq",
 			dlq.SeedBrokers(brokers...),
-			dlq.Classes(dlq.Unclassified),
+			dlq.Classes(fault.Unclassified),
 		)
 		if err != nil {
 			panic(err)

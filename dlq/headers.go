@@ -1,6 +1,8 @@
 package dlq
 
 import (
+	"github.com/kconsumer/kconsumer/fault"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -20,7 +22,7 @@ const (
 	HeaderOffset    = "kconsumer-dlq-original-offset"    // its offset
 	HeaderTimestamp = "kconsumer-dlq-original-timestamp" // its timestamp
 	HeaderGroup     = "kconsumer-dlq-group"              // consumer group that failed it ("" for none)
-	HeaderClass     = "kconsumer-dlq-error-class"        // Class of the error, by name
+	HeaderClass     = "kconsumer-dlq-error-class"        // fault.Class of the error, by name
 	HeaderError     = "kconsumer-dlq-error"              // error message, cut at maxErrorBytes
 	HeaderAttempts  = "kconsumer-dlq-attempts"           // times the handler was called
 	HeaderFailedAt  = "kconsumer-dlq-failed-at"          // when it was dead-lettered
@@ -38,7 +40,7 @@ const maxErrorBytes = 4096
 
 // letter builds the dead letter of r. It copies r's bytes: the handler's
 // record must not be retained.
-func letter(r *kgo.Record, topic, group string, class Class, err error, attempts int, at time.Time) *kgo.Record {
+func letter(r *kgo.Record, topic, group string, class fault.Class, err error, attempts int, at time.Time) *kgo.Record {
 	hs := make([]kgo.RecordHeader, 0, len(r.Headers)+len(ours))
 	for _, h := range r.Headers {
 		hs = append(hs, kgo.RecordHeader{Key: h.Key, Value: bytes.Clone(h.Value)})
@@ -80,7 +82,7 @@ type Letter struct {
 	Offset    int64
 	Timestamp time.Time
 	Group     string
-	Class     Class
+	Class     fault.Class
 	Error     string
 	Attempts  int
 	FailedAt  time.Time

@@ -30,7 +30,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // ends.
 func newRouter(t *testing.T, c *kafkatest.Cluster, opts ...dlq.RouterOpt) *dlq.Router {
 	t.Helper()
-	base := []dlq.RouterOpt{dlq.SeedBrokers(c.Addrs...), dlq.WithLogger(quiet), dlq.Group(group)}
+	base := []dlq.RouterOpt{dlq.SeedBrokers(c.Addrs...), dlq.WithLogger(quiet)}
 	r, err := dlq.New(append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -40,12 +40,12 @@ func newRouter(t *testing.T, c *kafkatest.Cluster, opts ...dlq.RouterOpt) *dlq.R
 }
 
 // consumerOpts are the options of every test consumer: fast group timings,
-// quick retries and commits, quiet logs, and the router as middleware.
+// quick retries and commits, quiet logs, and the router attached.
 func consumerOpts(c *kafkatest.Cluster, r *dlq.Router, extra ...consumer.Opt) []consumer.Opt {
 	return c.ConsumerOpts(topic, append([]consumer.Opt{
 		consumer.Group(group),
 		consumer.CommitInterval(100 * time.Millisecond),
-		consumer.Use(r.Middleware()),
+		consumer.With(r),
 	}, extra...)...)
 }
 

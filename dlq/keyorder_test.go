@@ -10,6 +10,7 @@ import (
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 )
 
@@ -32,7 +33,7 @@ func TestKeyOrderParksAKeyAndDeadLettersPoison(t *testing.T) {
 			return errors.New("unexpected reading")
 		case parkedAt:
 			if call <= 3 {
-				return dlq.MarkRetriable(errors.New("sink down"))
+				return fault.MarkRetriable(errors.New("sink down"))
 			}
 		}
 		return nil

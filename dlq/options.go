@@ -1,6 +1,8 @@
 package dlq
 
 import (
+	"github.com/kconsumer/kconsumer/fault"
+
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +33,7 @@ type common struct {
 	brokers    []string
 	clientOpts []kgo.Opt
 	logger     *slog.Logger
+	loggerSet  bool
 	errs       []error
 }
 
@@ -63,34 +66,34 @@ func ClientOpts(opts ...kgo.Opt) Opt {
 	return commonOpt(func(c *common) { c.clientOpts = append(c.clientOpts, opts...) })
 }
 
-// WithLogger sets the logger; the default is slog.Default().
+// WithLogger sets the logger; the default is the Consumer's logger for a
+// Router, slog.Default() for Redrive.
 func WithLogger(l *slog.Logger) Opt {
 	return commonOpt(func(c *common) {
 		if l == nil {
 			c.errs = append(c.errs, fmt.Errorf("%w: nil logger", ErrInvalidOption))
 			return
 		}
-		c.logger = l
+		c.logger, c.loggerSet = l, true
 	})
 }
 
 type routerCfg struct {
 	common
 	client       *kgo.Client
-	group        string
 	topicFor     func(topic string) string
-	classify     func(error) Class
+	classify     func(error) fault.Class
 	maxAttempts  int
 	writeTimeout time.Duration
 	breaker      breakerCfg
-	onState      func(from, to BreakerState)
+	onState      func(from, to fault.BreakerState)
 }
 
 func defaultRouterCfg() routerCfg {
 	return routerCfg{
 		common:       common{logger: slog.Default()},
 		topicFor:     func(topic string) string { return topic + ".dlq" },
-		classify:     func(error) Class { return Unclassified },
+		classify:     func(error) fault.Class { return fault.Unclassified },
 		maxAttempts:  5,
 		writeTimeout: 10 * time.Second,
 		breaker:      breakerCfg{window: 20, threshold: 0.5, coolDown: 30 * time.Second},
@@ -104,12 +107,6 @@ func WithClient(cl *kgo.Client) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.client = cl })
 }
 
-// Group names the consumer group of the Consumer the Router serves, written
-// to every dead letter's HeaderGroup; the default is "" (no group).
-func Group(id string) RouterOpt {
-	return routerOpt(func(c *routerCfg) { c.group = id })
-}
-
 // DeadLetterTopic sets the dead-letter topic for each source topic; the
 // default appends ".dlq" (sensor-data goes to sensor-data.dlq). The topics
 // must exist, or writes fail and are retried.
@@ -117,18 +114,18 @@ func DeadLetterTopic(fn func(topic string) string) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.topicFor = fn })
 }
 
-// Classify sets how errors that carry no mark (MarkPoison, MarkRetriable)
-// are classified. Poison goes to the dead-letter topic at once, Retriable is
-// retried until it succeeds, Unclassified is retried up to MaxAttempts and
+// Classify sets how errors that carry no mark (fault.MarkPoison, fault.MarkRetriable)
+// are classified. fault.Poison goes to the dead-letter topic at once, fault.Retriable is
+// retried until it succeeds, fault.Unclassified is retried up to MaxAttempts and
 // then dead-lettered. The default classifies every unmarked error as
-// Unclassified. Handler panics skip the classifier: they are retried up to
-// MaxAttempts and then dead-lettered as Poison.
-func Classify(fn func(err error) Class) RouterOpt {
+// fault.Unclassified. Handler panics skip the classifier: they are retried up to
+// MaxAttempts and then dead-lettered as fault.Poison.
+func Classify(fn func(err error) fault.Class) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.classify = fn })
 }
 
 // MaxAttempts sets how many times a record whose handler fails with an
-// Unclassified error or a panic is handled before it is dead-lettered; the
+// fault.Unclassified error or a panic is handled before it is dead-lettered; the
 // default is 5. The Consumer's RetryBackoff spaces the attempts.
 func MaxAttempts(n int) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.maxAttempts = n })
@@ -151,7 +148,7 @@ func WriteTimeout(d time.Duration) RouterOpt {
 // record offered again (the Consumer's RetryBackoff spaces the offers) is let
 // through as a probe: success closes the breaker, failure opens it for
 // another coolDown. A probe that fails with an error marked poison
-// (MarkPoison, or a decoder's poison error) is dead-lettered all the same:
+// (fault.MarkPoison, or a decoder's poison error) is dead-lettered all the same:
 // it would fail every probe, and on a partition with nothing else in hand
 // it would hold the breaker open for good. A systemic failure that marks
 // records poison thus still sends one record per coolDown to the
@@ -178,7 +175,7 @@ func NoBreaker() RouterOpt {
 // OnBreakerChange sets a function called after each change of the circuit
 // breaker's state, for metrics or alerts. It must return quickly. Changes
 // are also logged.
-func OnBreakerChange(fn func(from, to BreakerState)) RouterOpt {
+func OnBreakerChange(fn func(from, to fault.BreakerState)) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.onState = fn })
 }
 
@@ -209,7 +206,7 @@ func (c *routerCfg) validate() error {
 type redriveCfg struct {
 	common
 	group      string
-	classes    []Class
+	classes    []fault.Class
 	from, to   int64
 	partitions []int32
 	batch      int
@@ -235,7 +232,7 @@ func ProgressGroup(id string) RedriveOpt {
 
 // Classes copies only the dead letters of the given error classes, by
 // HeaderClass; the default copies all.
-func Classes(cs ...Class) RedriveOpt {
+func Classes(cs ...fault.Class) RedriveOpt {
 	return redriveOpt(func(c *redriveCfg) { c.classes = append(c.classes, cs...) })
 }
 
@@ -267,7 +264,7 @@ func (c *redriveCfg) validate() error {
 		errs = append(errs, fmt.Errorf("%w: Offsets(%d, %d) needs 0 <= from < to, or to < 0", ErrInvalidOption, c.from, c.to))
 	}
 	for _, cl := range c.classes {
-		if cl < Unclassified || cl > Poison {
+		if cl < fault.Unclassified || cl > fault.Poison {
 			errs = append(errs, fmt.Errorf("%w: unknown class %d", ErrInvalidOption, int(cl)))
 		}
 	}

@@ -3,14 +3,13 @@ package dlq_test
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 func TestNewRefusesBadOptions(t *testing.T) {
@@ -58,7 +57,7 @@ func TestRedriveRefusesBadOptions(t *testing.T) {
 		"empty group":     {dlq.ProgressGroup("")},
 		"reversed range":  {dlq.Offsets(10, 5)},
 		"negative from":   {dlq.Offsets(-1, 5)},
-		"unknown class":   {dlq.Classes(dlq.Class(9))},
+		"unknown class":   {dlq.Classes(fault.Class(9))},
 		"zero batch size": {dlq.BatchSize(0)},
 	}
 	for name, opts := range cases {
@@ -68,27 +67,5 @@ func TestRedriveRefusesBadOptions(t *testing.T) {
 	}
 	if _, err := dlq.Redrive(context.Background(), ""); !errors.Is(err, dlq.ErrInvalidOption) {
 		t.Errorf("Redrive without a topic returned %v, want ErrInvalidOption", err)
-	}
-}
-
-func TestRecordWithoutDeadLetterTopicIsKept(t *testing.T) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	r, err := dlq.New(dlq.WithClient(cl), dlq.WithLogger(quiet),
-		dlq.DeadLetterTopic(func(topic string) string { return "" }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := r.Middleware()(consumer.HandlerFunc(func(context.Context, *kgo.Record) error {
-		return dlq.MarkPoison(errors.New("bad"))
-	}))
-	rec := &kgo.Record{Topic: "t", Offset: 1}
-	for range 3 {
-		if err := h.Handle(context.Background(), rec); err == nil || !strings.Contains(err.Error(), "no dead-letter topic for t") {
-			t.Fatalf("Handle = %v, want an error naming the missing dead-letter topic", err)
-		}
 	}
 }

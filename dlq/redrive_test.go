@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 )
 
@@ -25,7 +26,7 @@ func deadLetter(t *testing.T, c *kafkatest.Cluster, recs []*kgo.Record) {
 	h := newHandler(func(r *kgo.Record, _ int) error {
 		switch {
 		case bytes.HasPrefix(r.Value, []byte("p")):
-			return dlq.MarkPoison(errors.New("bad"))
+			return fault.MarkPoison(errors.New("bad"))
 		case bytes.HasPrefix(r.Value, []byte("u")):
 			return errors.New("odd")
 		}
@@ -135,17 +136,17 @@ func TestRedriveFiltersByClassAndOffset(t *testing.T) {
 	cluster.Produce(t, &kgo.Record{Topic: dlqTopic, Value: []byte("stray")})
 	n := total(cluster.EndOffsets(t, topic))
 
-	s := redrive(t, cluster, dlq.ProgressGroup("a"), dlq.Classes(dlq.Unclassified))
+	s := redrive(t, cluster, dlq.ProgressGroup("a"), dlq.Classes(fault.Unclassified))
 	if s.Copied != 2 || s.Skipped != 2 || s.Invalid != 1 {
 		t.Errorf("unclassified only: %+v, want 2 copied, 2 skipped, 1 invalid", s)
 	}
 	if s := redrive(t, cluster, dlq.ProgressGroup("a")); s.Copied != 0 || s.Skipped != 0 {
 		t.Errorf("same group again: %+v, want nothing: the group read it all", s)
 	}
-	if s := redrive(t, cluster, dlq.ProgressGroup("b"), dlq.Classes(dlq.Poison), dlq.Offsets(0, 1)); s.Copied != 1 || s.Skipped != 0 {
+	if s := redrive(t, cluster, dlq.ProgressGroup("b"), dlq.Classes(fault.Poison), dlq.Offsets(0, 1)); s.Copied != 1 || s.Skipped != 0 {
 		t.Errorf("poison at DLQ offset 0: %+v, want 1 copied", s)
 	}
-	if s := redrive(t, cluster, dlq.ProgressGroup("b"), dlq.Classes(dlq.Poison)); s.Copied != 1 || s.Skipped != 2 || s.Invalid != 1 {
+	if s := redrive(t, cluster, dlq.ProgressGroup("b"), dlq.Classes(fault.Poison)); s.Copied != 1 || s.Skipped != 2 || s.Invalid != 1 {
 		t.Errorf("poison from offset 1: %+v, want 1 copied, 2 skipped, 1 invalid", s)
 	}
 	var got []string

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // ErrBreakerOpen is returned by the Router's middleware, wrapped, while the
@@ -21,7 +22,7 @@ var ErrBreakerOpen = errors.New("dlq: circuit breaker open")
 
 // A Router routes the errors of a Consumer's handler. It is consumer
 // middleware: it calls the handler and, on an error, decides by the error's
-// Class whether the record is tried again or written to its dead-letter
+// fault.Class whether the record is tried again or written to its dead-letter
 // topic, and a circuit breaker stops dead-lettering when failures are
 // systemic.
 //
@@ -37,10 +38,13 @@ var ErrBreakerOpen = errors.New("dlq: circuit breaker open")
 // One Router serves one Consumer: it keeps the state of the records that
 // are failing, one per partition or, with consumer.KeyOrder, one per key.
 type Router struct {
-	cfg     routerCfg
-	cl      *kgo.Client
-	ownsCl  bool
-	breaker *breaker
+	cfg       routerCfg
+	cl        *kgo.Client
+	ownsCl    bool
+	closeOnce sync.Once
+	breaker   *breaker
+	attached  atomic.Bool
+	group     string // the Consumer's, learnt when attached
 
 	mu      sync.Mutex
 	failing map[recordID]*failure
@@ -73,19 +77,19 @@ const (
 	staleAfter = time.Hour
 )
 
-// Stats is a snapshot of a Router's counters, for metrics.
-type Stats struct {
-	DeadLettered  int64        // dead letters written and acknowledged
-	WriteFailures int64        // dead-letter writes that failed and are retried
-	Breaker       BreakerState // the circuit breaker's state
-	BreakerOpens  int64        // times the circuit breaker opened
-}
-
-// New returns a Router. Unless WithClient is given it creates a producer
-// client, idempotent with acks=all, from SeedBrokers and ClientOpts. It
-// returns an error wrapping ErrInvalidOption when the options are invalid or
-// the client would not produce idempotently with acks=all. Close releases
-// the client.
+// New returns a Router; attach it to its Consumer with consumer.With, after
+// a recovery strategy. It writes dead letters with the client given to
+// WithClient, or with a producer of its own, idempotent with acks=all: from
+// SeedBrokers and ClientOpts when given, otherwise from the Consumer's seed
+// brokers and ClientOpts, created when the Router attaches. It returns an
+// error wrapping ErrInvalidOption when the options are invalid or the client
+// would not produce idempotently with acks=all.
+//
+// The Router learns the Consumer's group (written to each dead letter) and
+// logger (unless WithLogger is given) when it attaches. When the Consumer's
+// Run returns, the Router waits up to WriteTimeout for dead-letter writes
+// in progress and closes the producer it created; Close does that for a
+// Router that never ran.
 func New(opts ...RouterOpt) (*Router, error) {
 	cfg := defaultRouterCfg()
 	for _, o := range opts {
@@ -95,24 +99,65 @@ func New(opts ...RouterOpt) (*Router, error) {
 		return nil, err
 	}
 	r := &Router{cfg: cfg, cl: cfg.client, failing: make(map[recordID]*failure)}
-	if r.cl == nil {
+	if r.cl == nil && (len(cfg.brokers) > 0 || len(cfg.clientOpts) > 0) {
 		var kopts []kgo.Opt
 		if len(cfg.brokers) > 0 {
 			kopts = []kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}
 		}
-		kopts = append(kopts, cfg.clientOpts...)
-		cl, err := kgo.NewClient(kopts...)
-		if err != nil {
-			return nil, fmt.Errorf("dlq: creating client: %w", err)
+		if err := r.connect(append(kopts, cfg.clientOpts...)); err != nil {
+			return nil, err
 		}
-		r.cl, r.ownsCl = cl, true
-	}
-	if err := checkProducer(r.cl); err != nil {
-		r.Close()
-		return nil, err
+	} else if r.cl != nil {
+		if err := checkProducer(r.cl); err != nil {
+			return nil, err
+		}
 	}
 	r.breaker = newBreaker(cfg.breaker, cfg.logger, cfg.onState)
 	return r, nil
+}
+
+// connect creates the Router's own producer.
+func (r *Router) connect(opts []kgo.Opt) error {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("%w: creating client: %w", ErrInvalidOption, err)
+	}
+	if err := checkProducer(cl); err != nil {
+		cl.Close()
+		return err
+	}
+	r.cl, r.ownsCl = cl, true
+	return nil
+}
+
+// Attach implements consumer.Plugin: the Router becomes the Consumer's
+// error-routing middleware. It fails when the Router is attached already.
+func (r *Router) Attach(a *consumer.Attachment) error {
+	if !r.attached.CompareAndSwap(false, true) {
+		return errors.New("dlq: the Router serves another Consumer already")
+	}
+	a.OnAbort(func() { r.attached.Store(false) })
+	r.group = a.Group()
+	if !r.cfg.loggerSet {
+		r.cfg.logger = a.Logger()
+		r.breaker = newBreaker(r.cfg.breaker, r.cfg.logger, r.cfg.onState)
+	}
+	if r.cl == nil {
+		if err := r.connect(a.ConnectOpts()); err != nil {
+			return err
+		}
+		a.OnAbort(r.Close)
+	}
+	a.Use(r.middleware)
+	a.OnStop(func(error) {
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.writeTimeout)
+		defer cancel()
+		if err := r.Flush(ctx); err != nil {
+			r.cfg.logger.Warn("dlq: dead-letter writes still in progress at stop", "err", err)
+		}
+		r.Close()
+	})
+	return nil
 }
 
 // checkProducer refuses a client that could lose or duplicate dead letters.
@@ -126,21 +171,19 @@ func checkProducer(cl *kgo.Client) error {
 	return nil
 }
 
-// Middleware returns the Router as consumer middleware. Put it first in
-// consumer.Use, so that it sees the errors of the other middleware too (a
-// decoder's poison, for example).
-func (r *Router) Middleware() consumer.Middleware {
-	return func(next consumer.Handler) consumer.Handler {
-		return consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
-			return r.handle(ctx, next, rec)
-		})
-	}
+// middleware routes the errors of next.
+func (r *Router) middleware(next consumer.Handler) consumer.Handler {
+	return consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
+		return r.handle(ctx, next, rec)
+	})
 }
 
-// Stats returns a snapshot of the Router's counters.
-func (r *Router) Stats() Stats {
+// RouterStats returns a snapshot of the Router's counters; it implements
+// fault.StatsReporter, so a lag monitor attached to the same Consumer
+// exports them.
+func (r *Router) RouterStats() fault.RouterStats {
 	state, opens := r.breaker.stats()
-	return Stats{
+	return fault.RouterStats{
 		DeadLettered:  r.deadLettered.Load(),
 		WriteFailures: r.writeFailures.Load(),
 		Breaker:       state,
@@ -170,11 +213,15 @@ func (r *Router) Flush(ctx context.Context) error {
 }
 
 // Close closes the client the Router created; a client given with WithClient
-// stays open. Call Flush first.
+// stays open. The Consumer's Run closes it on its way out, after a Flush;
+// Close is for a Router whose Consumer never ran. It may be called more than
+// once.
 func (r *Router) Close() {
-	if r.ownsCl {
-		r.cl.Close()
-	}
+	r.closeOnce.Do(func() {
+		if r.ownsCl {
+			r.cl.Close()
+		}
+	})
 }
 
 func (r *Router) handle(ctx context.Context, next consumer.Handler, rec *kgo.Record) error {
@@ -204,34 +251,34 @@ func (r *Router) handle(ctx context.Context, next consumer.Handler, rec *kgo.Rec
 			return fmt.Errorf("dlq: no dead-letter topic for %s: %w", rec.Topic, err)
 		}
 	}
-	if !r.breaker.failed(probe, final, ClassOf(err) == Poison) {
+	if !r.breaker.failed(probe, final, fault.ClassOf(err) == fault.Poison) {
 		if final {
 			return fmt.Errorf("%w: holding %s/%d@%d: %w", ErrBreakerOpen, rec.Topic, rec.Partition, rec.Offset, err)
 		}
 		return err
 	}
-	l := letter(rec, topic, r.cfg.group, class, err, attempts, time.Now())
+	l := letter(rec, topic, r.group, class, err, attempts, time.Now())
 	r.setLetter(rec, l)
 	return r.write(ctx, rec, l)
 }
 
 // decide returns the class of err after the record's attempts so far, and
 // whether the record is to be dead-lettered.
-func (r *Router) decide(err error, attempts int) (Class, bool) {
-	class := ClassOf(err)
+func (r *Router) decide(err error, attempts int) (fault.Class, bool) {
+	class := fault.ClassOf(err)
 	_, panicked := errors.AsType[*consumer.PanicError](err)
-	if class == Unclassified && !panicked {
+	if class == fault.Unclassified && !panicked {
 		class = r.cfg.classify(err)
 	}
 	switch {
-	case class == Poison:
-		return Poison, true
-	case class == Retriable || attempts < r.cfg.maxAttempts:
+	case class == fault.Poison:
+		return fault.Poison, true
+	case class == fault.Retriable || attempts < r.cfg.maxAttempts:
 		return class, false
 	case panicked:
-		return Poison, true
+		return fault.Poison, true
 	}
-	return Unclassified, true
+	return fault.Unclassified, true
 }
 
 // write writes the dead letter l of rec and waits for its acknowledgement.

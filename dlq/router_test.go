@@ -17,6 +17,7 @@ import (
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 )
 
@@ -36,7 +37,7 @@ func TestPoisonRecordIsDeadLetteredOnceAndPartitionMovesOn(t *testing.T) {
 	cause := errors.New("field km_tot: negative")
 	h := newHandler(func(r *kgo.Record, _ int) error {
 		if bytes.HasPrefix(r.Value, []byte("poison")) {
-			return fmt.Errorf("handling: %w", dlq.MarkPoison(cause))
+			return fmt.Errorf("handling: %w", fault.MarkPoison(cause))
 		}
 		return nil
 	})
@@ -107,11 +108,11 @@ func TestPoisonRecordIsDeadLetteredOnceAndPartitionMovesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if parsed.Topic != topic || parsed.Partition != 0 || parsed.Offset != 3 || parsed.Class != dlq.Poison ||
+	if parsed.Topic != topic || parsed.Partition != 0 || parsed.Offset != 3 || parsed.Class != fault.Poison ||
 		parsed.Attempts != 1 || !parsed.Timestamp.Equal(poison.Timestamp) || len(parsed.Headers) != n {
 		t.Errorf("Parse = %+v, does not match the record", parsed)
 	}
-	if s := router.Stats(); s.DeadLettered != 1 || s.WriteFailures != 0 {
+	if s := router.RouterStats(); s.DeadLettered != 1 || s.WriteFailures != 0 {
 		t.Errorf("Stats = %+v, want 1 dead letter and no write failure", s)
 	}
 }
@@ -122,7 +123,7 @@ func TestRetriableErrorThatClearsIsNotDeadLettered(t *testing.T) {
 	flaky := recs[2]
 	h := newHandler(func(r *kgo.Record, call int) error {
 		if r.Offset == flaky.Offset && call <= 3 {
-			return dlq.MarkRetriable(errors.New("database unreachable"))
+			return fault.MarkRetriable(errors.New("database unreachable"))
 		}
 		return nil
 	})
@@ -167,11 +168,11 @@ func TestUnclassifiedErrorsAndPanicsAreDeadLetteredAfterMaxAttempts(t *testing.T
 	router := newRouter(t, cluster,
 		dlq.MaxAttempts(3),
 		dlq.DeadLetterTopic(func(string) string { return deadTopic }),
-		dlq.Classify(func(err error) dlq.Class {
+		dlq.Classify(func(err error) fault.Class {
 			if errors.Is(err, errInvalid) {
-				return dlq.Poison
+				return fault.Poison
 			}
-			return dlq.Unclassified
+			return fault.Unclassified
 		}),
 	)
 	stop := start(t, cluster, router, h)
@@ -195,13 +196,13 @@ func TestUnclassifiedErrorsAndPanicsAreDeadLetteredAfterMaxAttempts(t *testing.T
 	}
 	want := []struct {
 		offset   int64
-		class    dlq.Class
+		class    fault.Class
 		attempts int
 		err      string
 	}{
-		{1, dlq.Unclassified, 3, "mystery"},
-		{3, dlq.Poison, 3, "panic: nil map"},
-		{4, dlq.Poison, 1, "checking: invalid reading"},
+		{1, fault.Unclassified, 3, "mystery"},
+		{3, fault.Poison, 3, "panic: nil map"},
+		{4, fault.Poison, 1, "checking: invalid reading"},
 	}
 	for i, w := range want {
 		l, err := dlq.Parse(letters[i])
@@ -226,7 +227,7 @@ func TestDeadLetterTopicFailureKeepsTheRecordUntilItRecovers(t *testing.T) {
 
 	h := newHandler(func(r *kgo.Record, _ int) error {
 		if string(r.Value) == "poison" {
-			return dlq.MarkPoison(errors.New("bad bytes"))
+			return fault.MarkPoison(errors.New("bad bytes"))
 		}
 		return nil
 	})
@@ -244,7 +245,7 @@ func TestDeadLetterTopicFailureKeepsTheRecordUntilItRecovers(t *testing.T) {
 	if c := cluster.Committed(t, group, topic)[0]; c != poison.Offset {
 		t.Errorf("committed %d while the dead-letter write failed, want %d", c, poison.Offset)
 	}
-	if s := router.Stats(); s.WriteFailures < 3 || s.DeadLettered != 0 {
+	if s := router.RouterStats(); s.WriteFailures < 3 || s.DeadLettered != 0 {
 		t.Errorf("Stats = %+v, want at least 3 write failures and no dead letter", s)
 	}
 
@@ -275,7 +276,7 @@ func TestCrashAfterDeadLetterBeforeCommitDuplicatesAtMostOnce(t *testing.T) {
 	restore := cluster.RejectCommits()
 	fail := func(r *kgo.Record, _ int) error {
 		if string(r.Value) == "poison" {
-			return dlq.MarkPoison(errors.New("bad bytes"))
+			return fault.MarkPoison(errors.New("bad bytes"))
 		}
 		return nil
 	}
@@ -340,7 +341,7 @@ func TestBreakerOpensOnSystemicFailureAndResumes(t *testing.T) {
 	router := newRouter(t, cluster,
 		dlq.MaxAttempts(2),
 		dlq.Breaker(window, 0.5, 50*time.Millisecond),
-		dlq.OnBreakerChange(func(from, to dlq.BreakerState) {
+		dlq.OnBreakerChange(func(from, to fault.BreakerState) {
 			mu.Lock()
 			changes = append(changes, from.String()+">"+to.String())
 			mu.Unlock()
@@ -348,14 +349,14 @@ func TestBreakerOpensOnSystemicFailureAndResumes(t *testing.T) {
 	)
 	stop := start(t, cluster, router, h)
 	kafkatest.WaitFor(t, 20*time.Second, "the breaker to open and two probes to fail", func() bool {
-		return router.Stats().BreakerOpens >= 3
+		return router.RouterStats().BreakerOpens >= 3
 	})
 	// The failure that opens the breaker is held, not dead-lettered; the
 	// failures before it may still be on their way to the broker.
 	kafkatest.WaitFor(t, 20*time.Second, "the failures before the opening dead-lettered", func() bool {
-		return router.Stats().DeadLettered >= window-1
+		return router.RouterStats().DeadLettered >= window-1
 	})
-	if s := router.Stats(); s.DeadLettered != window-1 {
+	if s := router.RouterStats(); s.DeadLettered != window-1 {
 		t.Errorf("%d dead letters with the breaker open, want %d", s.DeadLettered, window-1)
 	}
 	if d := total(cluster.EndOffsets(t, dlqTopic)); d != window-1 {
@@ -381,7 +382,7 @@ func TestBreakerOpensOnSystemicFailureAndResumes(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if s := router.Stats(); s.Breaker != dlq.BreakerClosed || s.DeadLettered != window-1 {
+	if s := router.RouterStats(); s.Breaker != fault.BreakerClosed || s.DeadLettered != window-1 {
 		t.Errorf("Stats = %+v, want a closed breaker and still %d dead letters", s, window-1)
 	}
 	done := make(map[string]bool)
@@ -413,7 +414,7 @@ func TestShutdownDuringBackoffIsPromptAndCommitsNothingPastTheFailure(t *testing
 	flaky := recs[2]
 	h := newHandler(func(r *kgo.Record, _ int) error {
 		if r.Offset == flaky.Offset {
-			return dlq.MarkRetriable(errors.New("timeout"))
+			return fault.MarkRetriable(errors.New("timeout"))
 		}
 		return nil
 	})
@@ -457,7 +458,7 @@ func TestWriteTimeoutBoundsAnUnansweredWrite(t *testing.T) {
 	})
 	h := newHandler(func(r *kgo.Record, _ int) error {
 		if string(r.Value) == "poison" {
-			return dlq.MarkPoison(errors.New("bad bytes"))
+			return fault.MarkPoison(errors.New("bad bytes"))
 		}
 		return nil
 	})
@@ -468,8 +469,8 @@ func TestWriteTimeoutBoundsAnUnansweredWrite(t *testing.T) {
 	// The first writes may time out before the client has even sent a
 	// request (metadata, producer ID); count from the first one sent.
 	kafkatest.WaitFor(t, 20*time.Second, "a dead-letter request sent", func() bool { return sent.Load() >= 1 })
-	failed := router.Stats().WriteFailures
-	kafkatest.WaitFor(t, 20*time.Second, "three timed-out writes", func() bool { return router.Stats().WriteFailures >= failed+3 })
+	failed := router.RouterStats().WriteFailures
+	kafkatest.WaitFor(t, 20*time.Second, "three timed-out writes", func() bool { return router.RouterStats().WriteFailures >= failed+3 })
 	if n := sent.Load(); n != 1 {
 		t.Fatalf("the broker saw %d dead-letter requests while three writes timed out, want 1: each write waited for the unanswered request", n)
 	}
@@ -499,7 +500,7 @@ func TestBreakerLetsARunOfPoisonRecordsPass(t *testing.T) {
 	recs := produceValues(t, cluster, "a", "poison", "poison", "poison", "poison", "b", "c", "d")
 	h := newHandler(func(r *kgo.Record, _ int) error {
 		if string(r.Value) == "poison" {
-			return dlq.MarkPoison(errors.New("bad bytes"))
+			return fault.MarkPoison(errors.New("bad bytes"))
 		}
 		return nil
 	})
@@ -522,7 +523,7 @@ func TestBreakerLetsARunOfPoisonRecordsPass(t *testing.T) {
 	if want := []string{"1", "2", "3", "4"}; !slices.Equal(offsets, want) {
 		t.Errorf("dead letters of offsets %v, want %v, once each", offsets, want)
 	}
-	if s := router.Stats(); s.BreakerOpens < 2 || s.Breaker != dlq.BreakerClosed {
+	if s := router.RouterStats(); s.BreakerOpens < 2 || s.Breaker != fault.BreakerClosed {
 		t.Errorf("breaker opened %d times, now %v; want at least 2 (the run, a failed probe), closed", s.BreakerOpens, s.Breaker)
 	}
 }

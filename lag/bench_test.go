@@ -49,14 +49,14 @@ func BenchmarkObserver(b *testing.B) {
 		}
 	}
 	b.Run("one", func(b *testing.B) {
-		m := newMonitor(b, lag.Group(group), lag.Registerer(prometheus.NewRegistry()))
+		m, _ := attached(b, group, lag.Registerer(prometheus.NewRegistry()))
 		recs := batches(0)
 		b.ReportAllocs()
 		b.ResetTimer()
 		drive(m, 0, recs, b.N)
 	})
 	b.Run("parallel", func(b *testing.B) {
-		m := newMonitor(b, lag.Group(group), lag.Registerer(prometheus.NewRegistry()))
+		m, _ := attached(b, group, lag.Registerer(prometheus.NewRegistry()))
 		var next atomic.Int32
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -125,8 +125,8 @@ func (noopObserver) Paused(string, int32, bool)                    {}
 
 // BenchmarkConsumerWithMonitorRatio alternates, in each iteration, a
 // Consumer without an observer, one with an observer that does nothing, and
-// one with a Monitor (metrics registered, client hooks on), so all see the
-// same machine load. It reports their throughputs as fractions of the bare
+// one with a Monitor attached (metrics registered, client hooks on), so all
+// see the same machine load. It reports their throughputs as fractions of the bare
 // Consumer's: noop-ratio is the Consumer's own cost of observing,
 // monitor-ratio adds the Monitor's.
 func BenchmarkConsumerWithMonitorRatio(b *testing.B) {
@@ -134,9 +134,12 @@ func BenchmarkConsumerWithMonitorRatio(b *testing.B) {
 	var bare, noop, monitored time.Duration
 	for b.Loop() {
 		bare += readAll(b, addrs, ends)
-		noop += readAll(b, addrs, ends, consumer.WithObserver(noopObserver{}))
-		m := newMonitor(b, lag.Group(group), lag.Registerer(prometheus.NewRegistry()))
-		monitored += readAll(b, addrs, ends, consumer.WithObserver(m), consumer.ClientOpts(m.ClientHooks()))
+		noop += readAll(b, addrs, ends, consumer.With(consumer.PluginFunc(func(a *consumer.Attachment) error {
+			a.Observe(noopObserver{})
+			return nil
+		})))
+		m := newMonitor(b, lag.Registerer(prometheus.NewRegistry()))
+		monitored += readAll(b, addrs, ends, consumer.With(m))
 	}
 	b.ReportMetric(bare.Seconds()/noop.Seconds(), "noop-ratio")
 	b.ReportMetric(bare.Seconds()/monitored.Seconds(), "monitor-ratio")

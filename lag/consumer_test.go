@@ -81,7 +81,7 @@ func testLagIsExact(t *testing.T, order consumer.Ordering) {
 
 	const hold = 6 // records 0..5 of partition 0 are handled, 6.. wait
 	clk := newClock(base.Add(time.Hour))
-	m := newMonitor(t, lag.Group(group), lag.Clock(clk.Now))
+	m := newMonitor(t, lag.Clock(clk.Now))
 	h := newHolder(0, hold)
 	c, err := consumer.New(h, consumerOpts(cluster, m, consumer.Order(order))...)
 	if err != nil {
@@ -151,7 +151,7 @@ func TestHealthzFailsWhileHandlerBlocksWithRecordsWaiting(t *testing.T) {
 	produceStamped(t, cluster, 40)
 	ends := cluster.EndOffsets(t, topic)
 	clk := newClock(base)
-	m := newMonitor(t, lag.Group(group), lag.StuckAfter(time.Minute), lag.Clock(clk.Now))
+	m := newMonitor(t, lag.StuckAfter(time.Minute), lag.Clock(clk.Now))
 	healthz := m.Healthz()
 	// Partition 0 holds its first record, so it has nothing to commit: a
 	// commit landing after the clock moves would count as activity, and
@@ -187,8 +187,10 @@ func TestHealthzFailsWhileHandlerBlocksWithRecordsWaiting(t *testing.T) {
 		code, _ := get(t, healthz, "/healthz")
 		return code == http.StatusOK
 	})
-	err = stop()
-	m.Stopped(err)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// The Monitor learnt that Run returned from the Consumer.
 	if code, body := get(t, healthz, "/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "stopped") {
 		t.Fatalf("healthz %d %q after Run returned, want 503", code, body)
 	}
@@ -199,20 +201,23 @@ func TestReadyzFalseDuringCatchUpTrueAfter(t *testing.T) {
 	produced := produceStamped(t, cluster, 40)
 	h := newHolder(0, 3)
 	// The fake recovery strategy is caught up once every record is handled.
-	caughtUp := lag.ReadyFunc(func() error {
-		if n := h.handled.Load(); n < int64(len(produced)) {
-			return errors.New("replaying")
-		}
+	strategy := consumer.PluginFunc(func(a *consumer.Attachment) error {
+		a.Ready(func() error {
+			if n := h.handled.Load(); n < int64(len(produced)) {
+				return errors.New("replaying")
+			}
+			return nil
+		})
 		return nil
 	})
-	m := newMonitor(t, lag.Group(group), lag.WithReadiness(caughtUp))
+	m := newMonitor(t)
 	readyz := m.Readyz()
-	if code, body := get(t, readyz, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no partitions assigned") {
-		t.Fatalf("readyz %d %q before the consumer joined, want 503", code, body)
-	}
-	c, err := consumer.New(h, consumerOpts(cluster, m)...)
+	c, err := consumer.New(h, consumerOpts(cluster, m, consumer.With(strategy))...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if code, body := get(t, readyz, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no partitions assigned") {
+		t.Fatalf("readyz %d %q before the consumer joined, want 503", code, body)
 	}
 	stop := kafkatest.Run(t, c)
 	h.waitBlocked(t)

@@ -9,29 +9,28 @@
 // watermark, taken from fetch responses, minus the committed offset.
 //
 //	reg := prometheus.NewRegistry()
-//	monitor, err := lag.NewMonitor(
-//		lag.Group("usage"),
-//		lag.Registerer(reg),
-//		lag.WithReadiness(strategy), // a recovery strategy: ready once caught up
-//		lag.WithDeadLetters(router), // a *dlq.Router
-//	)
+//	monitor, err := lag.NewMonitor(lag.Registerer(reg))
 //	if err != nil {
 //		return err
 //	}
 //	c, err := consumer.New(handler,
 //		consumer.Topics("sensor-data"),
 //		consumer.Group("usage"),
-//		consumer.WithStrategy(strategy),
-//		consumer.Use(router.Middleware()),
-//		consumer.WithObserver(monitor),
-//		consumer.ClientOpts(monitor.ClientHooks()),
+//		consumer.With(strategy, router, monitor), // a recovery strategy, a *dlq.Router
 //	)
 //	if err != nil {
 //		return err
 //	}
 //	go monitor.ListenAndServe(ctx, ":9090", reg) // /metrics, /healthz, /readyz
 //	err = c.Run(ctx)
-//	monitor.Stopped(err)
+//
+// The Monitor is a consumer.Plugin: attached to a Consumer with
+// consumer.With, it learns the Consumer's group (which labels its metrics;
+// GroupLabel names a Consumer without one), registers its metrics and
+// installs its client hooks, exports the counters of a dead-letter router
+// attached to the same Consumer, makes /readyz wait for the Consumer's
+// readiness (Consumer.Ready: a recovery strategy once caught up), and fails
+// /healthz and /readyz once Run returned. A Monitor observes one Consumer.
 //
 // Each partition gets a Status in the spirit of Burrow: OK, WARN (lag
 // growing), REWIND (offset went back), ERR (fetch or commit failing), STALL
@@ -59,7 +58,7 @@
 //	kconsumer_group_status
 //	kconsumer_assigned_partitions
 //	kconsumer_paused_partitions
-//	kconsumer_in_flight_records, kconsumer_in_flight_records_peak, kconsumer_key_queue_max   with Watch
+//	kconsumer_in_flight_records, kconsumer_in_flight_records_peak, kconsumer_key_queue_max
 //	kconsumer_healthy, kconsumer_ready, kconsumer_recovery_ready
 //
 // Handling and committing:
@@ -71,12 +70,16 @@
 //	kconsumer_rebalances_total{event}              assigned, revoked, lost
 //	kconsumer_commits_total
 //	kconsumer_commit_failures_total
-//	kconsumer_commit_duration_seconds              histogram, with ClientHooks
-//	kconsumer_dlq_records_total                    with WithDeadLetters
+//	kconsumer_commit_duration_seconds              histogram
+//
+// Dead letters, when a dead-letter router (a *dlq.Router) is attached to the
+// same Consumer:
+//
+//	kconsumer_dlq_records_total
 //	kconsumer_dlq_write_failures_total
 //	kconsumer_dlq_breaker_state                    0 closed, 1 open, 2 half-open
 //	kconsumer_dlq_breaker_opens_total
 //
-// With ClientHooks and a Registerer, franz-go's client metrics from
-// plugin/kprom are registered too, as kconsumer_kgo_*.
+// With a Registerer, franz-go's client metrics from plugin/kprom are
+// registered too, as kconsumer_kgo_*.
 package lag

@@ -20,7 +20,8 @@ import (
 	"github.com/kconsumer/kconsumer/lag"
 )
 
-// A Monitor observes a Consumer, and serves its metrics and probes.
+// A Monitor attached to a Consumer observes it, and serves its metrics and
+// probes.
 func Example() {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "sensor-data"))
 	if err != nil {
@@ -31,7 +32,7 @@ func Example() {
 	produce(brokers, "km_tot=17", "km_tot=18", "km_tot=19")
 
 	reg := prometheus.NewRegistry()
-	monitor, err := lag.NewMonitor(lag.Group("usage"), lag.Registerer(reg))
+	monitor, err := lag.NewMonitor(lag.Registerer(reg))
 	if err != nil {
 		panic(err)
 	}
@@ -40,19 +41,15 @@ func Example() {
 		consumer.SeedBrokers(brokers...),
 		consumer.Topics("sensor-data"),
 		consumer.Group("usage"),
-		consumer.WithObserver(monitor),
-		consumer.ClientOpts(monitor.ClientHooks()),
+		consumer.With(monitor),
 		consumer.WithLogger(slog.New(slog.DiscardHandler)),
 	)
 	if err != nil {
 		panic(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() {
-		monitor.Stopped(c.Run(ctx))
-		close(ran)
-	}()
+	ran := make(chan error, 1)
+	go func() { ran <- c.Run(ctx) }()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -76,7 +73,9 @@ func Example() {
 	}
 
 	cancel()
-	<-ran
+	if err := <-ran; err != nil {
+		panic(err)
+	}
 	if err := <-served; err != nil {
 		panic(err)
 	}
@@ -86,12 +85,16 @@ func Example() {
 }
 
 // Snapshot says how far behind each partition is, and why its status is
-// what it is. Here a handler stops on the fifth of ten records.
+// what it is. Here a handler stops on the fifth of ten records; the
+// example plays the part of the Consumer, which does not run.
 func ExampleMonitor_Snapshot() {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	m, err := lag.NewMonitor(lag.Group("usage"), lag.StuckAfter(time.Minute),
-		lag.Clock(func() time.Time { return now }))
+	m, err := lag.NewMonitor(lag.StuckAfter(time.Minute), lag.Clock(func() time.Time { return now }))
 	if err != nil {
+		panic(err)
+	}
+	handler := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
+	if _, err := consumer.New(handler, consumer.Topics("sensor-data"), consumer.Group("usage"), consumer.With(m)); err != nil {
 		panic(err)
 	}
 	m.Rebalanced(consumer.Assigned, map[string][]int32{"sensor-data": {0}})
@@ -121,17 +124,27 @@ func ExampleMonitor_Snapshot() {
 	// true
 }
 
-// Readyz waits for the group's assignment and for a Readiness, here a
-// stand-in for a recovery strategy that replays the topic.
+// Readyz waits for the group's assignment and for the Consumer's
+// readiness, which its plugins add to: here a stand-in for a recovery
+// strategy that replays the topic. The example plays the part of the
+// Consumer, which does not run.
 func ExampleMonitor_Readyz() {
 	caughtUp := false
-	m, err := lag.NewMonitor(lag.Group("current"), lag.WithReadiness(lag.ReadyFunc(func() error {
-		if !caughtUp {
-			return errors.New("replaying")
-		}
+	strategy := consumer.PluginFunc(func(a *consumer.Attachment) error {
+		a.Ready(func() error {
+			if !caughtUp {
+				return errors.New("replaying")
+			}
+			return nil
+		})
 		return nil
-	})))
+	})
+	m, err := lag.NewMonitor()
 	if err != nil {
+		panic(err)
+	}
+	handler := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
+	if _, err := consumer.New(handler, consumer.Topics("sensor-data"), consumer.Group("current"), consumer.With(strategy, m)); err != nil {
 		panic(err)
 	}
 	probe := func() {

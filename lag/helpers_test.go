@@ -1,6 +1,7 @@
 package lag_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -45,6 +46,23 @@ func newMonitor(t testing.TB, opts ...lag.Opt) *lag.Monitor {
 	return m
 }
 
+// attached returns a Monitor attached to a Consumer of group ("" for none)
+// that never runs, for tests that call the Monitor's observer methods
+// themselves.
+func attached(t testing.TB, group string, opts ...lag.Opt) (*lag.Monitor, *consumer.Consumer) {
+	t.Helper()
+	m := newMonitor(t, opts...)
+	copts := []consumer.Opt{consumer.Topics(topic), consumer.With(m)}
+	if group != "" {
+		copts = append(copts, consumer.Group(group))
+	}
+	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }), copts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, c
+}
+
 // partitionOf returns the snapshot of one partition, and false if the
 // Monitor does not track it.
 func partitionOf(m *lag.Monitor, topic string, partition int32) (lag.PartitionLag, bool) {
@@ -69,14 +87,12 @@ func fetched(partition int32, hwm, from, to int64, ts func(int64) time.Time) kgo
 }
 
 // consumerOpts are the options of every test consumer: the cluster's test
-// defaults, the group, quick commits, and the monitor as observer and client
-// hooks.
+// defaults, the group, quick commits, and the monitor attached.
 func consumerOpts(c *kafkatest.Cluster, m *lag.Monitor, extra ...consumer.Opt) []consumer.Opt {
 	return c.ConsumerOpts(topic, append([]consumer.Opt{
 		consumer.Group(group),
 		consumer.CommitInterval(100 * time.Millisecond),
-		consumer.ClientOpts(m.ClientHooks()),
-		consumer.WithObserver(m),
+		consumer.With(m),
 	}, extra...)...)
 }
 

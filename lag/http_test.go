@@ -12,7 +12,7 @@ import (
 
 func TestHandlerRoutes(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newMonitor(t, lag.NoGroup("current"), lag.Registerer(reg))
+	m, _ := attached(t, "", lag.GroupLabel("current"), lag.Registerer(reg))
 	for _, tc := range []struct {
 		g    prometheus.Gatherer
 		path string

@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/kconsumer/kconsumer/consumer"
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // durationBuckets are the upper bounds, in seconds, of the handler duration
@@ -23,7 +23,7 @@ var durationBuckets = [...]float64{.0001, .00025, .0005, .001, .0025, .005, .01,
 // contend on them, and summed by topic at each scrape.
 type counts struct {
 	handled uint64
-	errors  [3]uint64 // by dlq.Class
+	errors  [3]uint64 // by fault.Class
 	retries uint64
 	n       uint64  // handler calls, for the histogram
 	sum     float64 // seconds in handler calls
@@ -31,7 +31,7 @@ type counts struct {
 }
 
 // record counts one handler call.
-func (c *counts) record(took time.Duration, failed bool, class dlq.Class, retry bool) {
+func (c *counts) record(took time.Duration, failed bool, class fault.Class, retry bool) {
 	s := took.Seconds()
 	c.n++
 	c.sum += s
@@ -47,7 +47,7 @@ func (c *counts) record(took time.Duration, failed bool, class dlq.Class, retry 
 	case class >= 0 && int(class) < len(c.errors):
 		c.errors[class]++
 	default:
-		c.errors[dlq.Unclassified]++
+		c.errors[fault.Unclassified]++
 	}
 }
 
@@ -86,7 +86,7 @@ type metrics struct {
 }
 
 func newMetrics(m *Monitor) *metrics {
-	group := prometheus.Labels{"group": m.cfg.group}
+	group := prometheus.Labels{"group": m.group}
 	tp := []string{"topic", "partition"}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, group)
@@ -107,7 +107,7 @@ func newMetrics(m *Monitor) *metrics {
 		groupStatus:   desc("kconsumer_group_status", "Worst status of the group's partitions: 0 OK, 1 WARN, 2 REWIND, 3 ERR, 4 STALL, 5 STOP."),
 		healthy:       desc("kconsumer_healthy", "1 while /healthz succeeds."),
 		ready:         desc("kconsumer_ready", "1 while /readyz succeeds."),
-		recoveryReady: desc("kconsumer_recovery_ready", "1 once the recovery strategy is ready (caught up)."),
+		recoveryReady: desc("kconsumer_recovery_ready", "1 while the consumer's plugins report it ready (a recovery strategy once caught up); 1 without such a condition."),
 		handled:       desc("kconsumer_records_handled_total", "Records the handler returned nil for.", "topic"),
 		errors:        desc("kconsumer_handler_errors_total", "Handler calls that returned an error, by error class.", "topic", "class"),
 		retries:       desc("kconsumer_handler_retries_total", "Handler calls for a record whose previous call failed.", "topic"),
@@ -121,12 +121,12 @@ func newMetrics(m *Monitor) *metrics {
 		dlqFailures:   desc("kconsumer_dlq_write_failures_total", "Dead-letter writes that failed and are retried."),
 		dlqBreaker:    desc("kconsumer_dlq_breaker_state", "State of the dead-letter circuit breaker: 0 closed, 1 open, 2 half-open."),
 		dlqOpens:      desc("kconsumer_dlq_breaker_opens_total", "Times the dead-letter circuit breaker opened."),
-		inFlight:      desc("kconsumer_in_flight_records", "Records fetched and not yet handled, or handled beyond the first unfinished one, with Watch."),
-		inFlightPeak:  desc("kconsumer_in_flight_records_peak", "The most records in flight since the consumer started, with Watch."),
-		keyQueue:      desc("kconsumer_key_queue_max", "The most records one key had waiting, with KeyOrder and Watch."),
+		inFlight:      desc("kconsumer_in_flight_records", "Records fetched and not yet handled, or handled beyond the first unfinished one."),
+		inFlightPeak:  desc("kconsumer_in_flight_records_peak", "The most records in flight since the consumer started."),
+		keyQueue:      desc("kconsumer_key_queue_max", "The most records one key had waiting, with KeyOrder."),
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:        "kconsumer_commit_duration_seconds",
-			Help:        "Duration of offset commit requests, from the client's hooks (ClientHooks).",
+			Help:        "Duration of offset commit requests.",
 			ConstLabels: group,
 			Buckets:     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
@@ -137,14 +137,11 @@ func (x *metrics) descs() []*prometheus.Desc {
 	ds := []*prometheus.Desc{
 		x.offset, x.lag, x.lagSeconds, x.maxLag, x.maxLagSeconds, x.sumLag,
 		x.hwm, x.logStart, x.processed, x.held, x.partStatus, x.groupStatus,
-		x.healthy, x.ready, x.handled, x.errors, x.retries, x.handler,
+		x.healthy, x.ready, x.recoveryReady, x.handled, x.errors, x.retries, x.handler,
 		x.rebalances, x.commits, x.commitFails, x.paused, x.assigned,
 		x.inFlight, x.inFlightPeak, x.keyQueue,
 	}
-	if x.m.cfg.ready != nil {
-		ds = append(ds, x.recoveryReady)
-	}
-	if x.m.cfg.dead != nil {
+	if x.m.dead != nil {
 		ds = append(ds, x.dlqRecords, x.dlqFailures, x.dlqBreaker, x.dlqOpens)
 	}
 	return ds
@@ -199,16 +196,14 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(x.groupStatus, float64(s.Status))
 	gauge(x.healthy, boolValue(s.healthy() == nil))
 	gauge(x.ready, boolValue(m.Ready() == nil))
-	if r := m.cfg.ready; r != nil {
-		gauge(x.recoveryReady, boolValue(r.Ready() == nil))
-	}
+	gauge(x.recoveryReady, boolValue(m.cons.Ready() == nil))
 	gauge(x.paused, float64(paused))
 	gauge(x.assigned, float64(len(s.Partitions)))
 
 	for topic, c := range m.countsByTopic() {
 		counter(x.handled, float64(c.handled), topic)
 		for class, n := range c.errors {
-			counter(x.errors, float64(n), topic, dlq.Class(class).String())
+			counter(x.errors, float64(n), topic, fault.Class(class).String())
 		}
 		counter(x.retries, float64(c.retries), topic)
 		buckets := make(map[float64]uint64, len(durationBuckets))
@@ -224,19 +219,17 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(x.commits, float64(m.commits.Load()))
 	counter(x.commitFails, float64(m.commitFailures.Load()))
-	if d := m.cfg.dead; d != nil {
-		st := d.Stats()
+	if d := m.dead; d != nil {
+		st := d.RouterStats()
 		counter(x.dlqRecords, float64(st.DeadLettered))
 		counter(x.dlqFailures, float64(st.WriteFailures))
 		gauge(x.dlqBreaker, breakerValue(st.Breaker))
 		counter(x.dlqOpens, float64(st.BreakerOpens))
 	}
-	if src := m.stats.Load(); src != nil {
-		st := (*src).Stats()
-		gauge(x.inFlight, float64(st.InFlight))
-		gauge(x.inFlightPeak, float64(st.PeakInFlight))
-		gauge(x.keyQueue, float64(st.MaxKeyQueue))
-	}
+	st := m.cons.Stats()
+	gauge(x.inFlight, float64(st.InFlight))
+	gauge(x.inFlightPeak, float64(st.PeakInFlight))
+	gauge(x.keyQueue, float64(st.MaxKeyQueue))
 	x.commitDuration.Collect(ch)
 }
 
@@ -271,11 +264,11 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-func breakerValue(s dlq.BreakerState) float64 {
+func breakerValue(s fault.BreakerState) float64 {
 	switch s {
-	case dlq.BreakerOpen:
+	case fault.BreakerOpen:
 		return 1
-	case dlq.BreakerHalfOpen:
+	case fault.BreakerHalfOpen:
 		return 2
 	}
 	return 0
@@ -283,22 +276,20 @@ func breakerValue(s dlq.BreakerState) float64 {
 
 // newKprom returns the franz-go client metrics, registered in the Monitor's
 // registry when the client is created.
-func newKprom(c cfg) *kprom.Metrics {
+func newKprom(reg prometheus.Registerer, group string) *kprom.Metrics {
 	return kprom.NewMetrics("kconsumer",
 		kprom.Subsystem("kgo"),
-		kprom.Registerer(c.reg),
-		kprom.WithStaticLabel(prometheus.Labels{"group": c.group}),
+		kprom.Registerer(reg),
+		kprom.WithStaticLabel(prometheus.Labels{"group": group}),
 	)
 }
 
-// ClientHooks returns a kgo option that installs the Monitor's client
+// clientHooks returns a kgo option that installs the Monitor's client
 // hooks: the duration of offset commits (kconsumer_commit_duration_seconds)
 // and, with a Registerer, franz-go's client metrics from plugin/kprom under
 // kconsumer_kgo_* (connections, bytes and errors by broker, fetch bytes by
-// topic, buffered records). Pass it to consumer.ClientOpts. The client
-// metrics are registered when the client is created, so the option serves
-// one client at a time.
-func (m *Monitor) ClientHooks() kgo.Opt {
+// topic, buffered records), registered when the client is created.
+func (m *Monitor) clientHooks() kgo.Opt {
 	hooks := []kgo.Hook{commitTimer{m.metrics.commitDuration}}
 	if m.kprom != nil {
 		hooks = append(hooks, m.kprom)

@@ -21,18 +21,25 @@ import (
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 	"github.com/kconsumer/kconsumer/lag"
 )
 
-// A dlq.Router is what WithDeadLetters takes in production.
-var _ lag.DeadLetters = (*dlq.Router)(nil)
+// A dlq.Router is the dead-letter router a Monitor finds among its
+// Consumer's plugins in production.
+var (
+	_ consumer.Plugin     = (*dlq.Router)(nil)
+	_ fault.StatsReporter = (*dlq.Router)(nil)
+)
 
-// deadLetters stands in for a dlq.Router's counters.
+// deadLetters stands in for a dlq.Router: a plugin that reports counters.
 type deadLetters struct{ n atomic.Int64 }
 
-func (d *deadLetters) Stats() dlq.Stats {
-	return dlq.Stats{DeadLettered: d.n.Load(), Breaker: dlq.BreakerOpen, BreakerOpens: 1}
+func (d *deadLetters) Attach(*consumer.Attachment) error { return nil }
+
+func (d *deadLetters) RouterStats() fault.RouterStats {
+	return fault.RouterStats{DeadLettered: d.n.Load(), Breaker: fault.BreakerOpen, BreakerOpens: 1}
 }
 
 // scrape GETs /metrics from srv and parses it with the Prometheus text
@@ -103,24 +110,26 @@ func TestScrapeParsesWithNamedSeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	dead := new(deadLetters)
 	dead.n.Store(2)
-	m := newMonitor(t, lag.Group(group), lag.Registerer(reg), lag.WithDeadLetters(dead),
-		lag.WithReadiness(lag.ReadyFunc(func() error { return nil })))
+	m := newMonitor(t, lag.Registerer(reg))
+	ready := consumer.PluginFunc(func(a *consumer.Attachment) error {
+		a.Ready(func() error { return nil })
+		return nil
+	})
 	var calls atomic.Int64
 	poisoned, retried := errors.New("bad bytes"), errors.New("sink timeout")
 	h := consumer.HandlerFunc(func(_ context.Context, r *kgo.Record) error {
 		switch n := calls.Add(1); n {
 		case 5:
-			return dlq.MarkPoison(poisoned)
+			return fault.MarkPoison(poisoned)
 		case 9:
-			return dlq.MarkRetriable(retried)
+			return fault.MarkRetriable(retried)
 		}
 		return nil
 	})
-	c, err := consumer.New(h, consumerOpts(cluster, m)...)
+	c, err := consumer.New(h, consumerOpts(cluster, m, consumer.With(dead, ready))...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Watch(c)
 	stop := kafkatest.Run(t, c)
 	kafkatest.WaitFor(t, 20*time.Second, "everything handled and committed", func() bool {
 		s := m.Snapshot()
@@ -230,14 +239,18 @@ func TestScrapeParsesWithNamedSeries(t *testing.T) {
 
 func TestMonitorsOfSeveralGroupsShareARegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	newMonitor(t, lag.Group("usage"), lag.Registerer(reg))
-	newMonitor(t, lag.NoGroup("current"), lag.Registerer(reg))
-	if _, err := lag.NewMonitor(lag.Group("usage"), lag.Registerer(reg)); err == nil {
-		t.Fatal("a second Monitor of the same group registered without error")
+	attached(t, "usage", lag.Registerer(reg))
+	attached(t, "", lag.GroupLabel("current"), lag.Registerer(reg))
+	second := newMonitor(t, lag.Registerer(reg))
+	nop := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
+	_, err := consumer.New(nop, consumer.Topics(topic), consumer.Group("usage"), consumer.With(second))
+	var dup prometheus.AlreadyRegisteredError
+	if !errors.Is(err, consumer.ErrInvalidOption) || !errors.As(err, &dup) {
+		t.Fatalf("a second Monitor of the same group: New = %v, want ErrInvalidOption for the registration conflict", err)
 	}
-	first := newMonitor(t, lag.Group("replay"), lag.Registerer(reg))
+	first, _ := attached(t, "replay", lag.Registerer(reg))
 	first.Unregister()
-	newMonitor(t, lag.Group("replay"), lag.Registerer(reg))
+	attached(t, "replay", lag.Registerer(reg))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -253,4 +266,32 @@ func TestMonitorsOfSeveralGroupsShareARegistry(t *testing.T) {
 	if len(groups) != 3 || !groups["usage"] || !groups["current"] || !groups["replay"] {
 		t.Fatalf("max lag series by group: %v, want usage, current and replay", groups)
 	}
+}
+
+// A Monitor whose Consumer fails to build lets go of the Consumer and of
+// its registration, so that it can be attached again.
+func TestMonitorAttachesAgainAfterNewFails(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newMonitor(t, lag.Registerer(reg))
+	nop := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
+	refuse := consumer.PluginFunc(func(*consumer.Attachment) error { return errors.New("refused") })
+	if _, err := consumer.New(nop, consumer.Topics(topic), consumer.Group(group), consumer.With(m, refuse)); !errors.Is(err, consumer.ErrInvalidOption) {
+		t.Fatalf("New with a plugin that refuses = %v, want ErrInvalidOption", err)
+	}
+	if _, err := consumer.New(nop, consumer.Topics(topic), consumer.Group(group), consumer.With(m)); err != nil {
+		t.Fatalf("attaching the Monitor again: %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "kafka_consumergroup_group_max_lag" {
+			if ms := mf.GetMetric(); len(ms) != 1 || labelsOf(ms[0])["group"] != group {
+				t.Fatalf("max lag series after attaching again: %v, want one of group %q", ms, group)
+			}
+			return
+		}
+	}
+	t.Fatal("no max lag series after attaching again")
 }

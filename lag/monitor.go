@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/kconsumer/kconsumer/consumer"
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 var (
@@ -30,7 +30,9 @@ var (
 // A Monitor observes a Consumer (it is a consumer.Observer) and measures,
 // per assigned partition, the lag in records and in seconds, rates it with
 // a Status, and exports it all as Prometheus metrics and /healthz and
-// /readyz handlers. One Monitor observes one Consumer.
+// /readyz handlers. Attach it to the Consumer it observes with
+// consumer.With; it learns the group there and observes that Consumer
+// only.
 //
 // Its observer methods are cheap: each touches only the state of its own
 // partition, behind that partition's lock.
@@ -50,29 +52,27 @@ type Monitor struct {
 
 	metrics *metrics
 	kprom   *kprom.Metrics
-	stats   atomic.Pointer[StatsSource]
+
+	// Learnt when attached.
+	attached atomic.Bool
+	group    string // the group label
+	cons     *consumer.Consumer
+	dead     fault.StatsReporter // the router attached to the same Consumer, if any
 }
 
-// StatsSource is what Watch reads; *consumer.Consumer is one.
-type StatsSource interface{ Stats() consumer.Stats }
-
-// Watch exports the buffers of s, typically the Consumer this Monitor
-// observes, as kconsumer_in_flight_records, kconsumer_in_flight_records_peak
-// and kconsumer_key_queue_max. It is a method rather than an option because
-// the Monitor is created before the Consumer it observes.
-func (m *Monitor) Watch(s StatsSource) { m.stats.Store(&s) }
-
-var _ consumer.Observer = (*Monitor)(nil)
+var (
+	_ consumer.Observer = (*Monitor)(nil)
+	_ consumer.Plugin   = (*Monitor)(nil)
+)
 
 type key struct {
 	topic     string
 	partition int32
 }
 
-// NewMonitor returns a Monitor. Pass it to consumer.WithObserver, and its
-// ClientHooks to consumer.ClientOpts for the client metrics and the commit
-// latency. It returns an error wrapping ErrInvalidOption for invalid
-// options, and the Registerer's error if the metrics cannot be registered.
+// NewMonitor returns a Monitor. Attach it to its Consumer with
+// consumer.With. It returns an error wrapping ErrInvalidOption for invalid
+// options.
 func NewMonitor(opts ...Opt) (*Monitor, error) {
 	c := defaultCfg()
 	for _, o := range opts {
@@ -83,21 +83,58 @@ func NewMonitor(opts ...Opt) (*Monitor, error) {
 	}
 	m := &Monitor{cfg: c, retired: make(map[string]*counts)}
 	m.parts.Store(&map[key]*part{})
-	m.metrics = newMetrics(m)
-	if c.reg != nil {
-		if err := c.reg.Register(m.metrics); err != nil {
-			return nil, fmt.Errorf("lag: registering metrics: %w", err)
-		}
-		m.kprom = newKprom(c)
-	}
 	return m, nil
 }
 
-// Unregister removes the Monitor's metrics from its Registerer, so that the
-// Monitor of a later Consumer of the same group can register. The client
-// metrics of ClientHooks go when their client closes.
-func (m *Monitor) Unregister() {
+// Attach implements consumer.Plugin: the Monitor observes the Consumer,
+// labels its metrics with the Consumer's group (or GroupLabel), registers
+// them with the Registerer, installs its client hooks (commit latency and
+// franz-go's client metrics), exports the counters of a dead-letter router
+// attached to the same Consumer, waits for the Consumer's readiness in
+// Ready, and fails Healthy and Ready once Run returned. It returns an error
+// when the Monitor observes another Consumer already, for GroupLabel on a
+// Consumer with a group, and the Registerer's error if the metrics cannot be
+// registered.
+func (m *Monitor) Attach(a *consumer.Attachment) error {
+	if !m.attached.CompareAndSwap(false, true) {
+		return errors.New("lag: the Monitor observes another Consumer already")
+	}
+	m.group, m.cfg.grouped = a.Group(), a.Group() != ""
+	if m.cfg.grouped && m.cfg.labelSet {
+		m.attached.Store(false)
+		return fmt.Errorf("%w: GroupLabel(%q) for a Consumer with group %q", ErrInvalidOption, m.cfg.label, m.group)
+	}
+	if !m.cfg.grouped {
+		m.group = m.cfg.label
+	}
+	m.cons = a.Consumer()
+	for _, p := range m.cons.Plugins() {
+		if d, ok := p.(fault.StatsReporter); ok {
+			m.dead = d
+			break
+		}
+	}
+	m.metrics = newMetrics(m)
 	if m.cfg.reg != nil {
+		if err := m.cfg.reg.Register(m.metrics); err != nil {
+			m.attached.Store(false)
+			return fmt.Errorf("lag: registering metrics: %w", err)
+		}
+		a.OnAbort(m.Unregister)
+		m.kprom = newKprom(m.cfg.reg, m.group)
+	}
+	a.OnAbort(func() { m.attached.Store(false) })
+	a.Observe(m)
+	a.ClientOpts(m.clientHooks())
+	a.OnStop(m.runReturned)
+	return nil
+}
+
+// Unregister removes the Monitor's metrics from its Registerer, so that the
+// Monitor of a later Consumer of the same group can register. franz-go's
+// client metrics go when their client closes.
+func (m *Monitor) Unregister() {
+	if m.cfg.reg != nil && m.metrics != nil {
 		m.cfg.reg.Unregister(m.metrics)
 	}
 }
@@ -232,9 +269,9 @@ func (m *Monitor) Polled(fp kgo.FetchTopicPartition) {
 // Handled implements consumer.Observer: it counts the call and, when it
 // succeeded, moves the partition's processed offset past the record.
 func (m *Monitor) Handled(r *kgo.Record, took time.Duration, err error) {
-	class := dlq.Unclassified
+	class := fault.Unclassified
 	if err != nil {
-		class = dlq.ClassOf(err)
+		class = fault.ClassOf(err)
 	}
 	p := m.lookup(r.Topic, r.Partition)
 	if p == nil {
@@ -359,9 +396,9 @@ func (m *Monitor) Paused(topic string, partition int32, paused bool) {
 	}
 }
 
-// Stopped tells the Monitor that the Consumer's Run returned, with its
-// error: Healthy and Ready fail from then on. Call it after Run.
-func (m *Monitor) Stopped(err error) {
+// runReturned tells the Monitor that the Consumer's Run returned, with its
+// error: Healthy and Ready fail from then on.
+func (m *Monitor) runReturned(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stopped, m.stopErr = true, err
@@ -415,7 +452,7 @@ type PartitionLag struct {
 func (m *Monitor) Snapshot() Snapshot {
 	now := m.cfg.now().UnixNano()
 	parts := *m.parts.Load()
-	s := Snapshot{Group: m.cfg.group, Partitions: make([]PartitionLag, 0, len(parts))}
+	s := Snapshot{Group: m.group, Partitions: make([]PartitionLag, 0, len(parts))}
 	for k, p := range parts {
 		pl := p.snapshot(now, &m.cfg)
 		pl.Topic, pl.Partition = k.topic, k.partition
@@ -454,7 +491,7 @@ func (p *part) snapshot(now int64, c *cfg) PartitionLag {
 }
 
 // Healthy returns nil while the Consumer works, and an error wrapping
-// ErrUnhealthy once Stopped was called or while a partition's status is
+// ErrUnhealthy once the Consumer's Run returned or while a partition's status is
 // STOP: records wait and no handler call returned and no commit was
 // accepted for StuckAfter.
 func (m *Monitor) Healthy() error {
@@ -482,8 +519,8 @@ func (s Snapshot) healthy() error {
 
 // Ready returns nil once the Consumer is ready to serve, and an error
 // wrapping ErrNotReady before: until its group gave it an assignment (after
-// a loss, until the next one), while the Readiness of WithReadiness is not
-// ready, and once Stopped was called. An assignment without partitions
+// a loss, until the next one), while the Consumer is not Ready (a
+// FullReplay catching up, for example), and once Run returned. An assignment without partitions
 // counts: the member is part of its group and takes partitions over when
 // another leaves. A Consumer without a group needs no assignment.
 func (m *Monitor) Ready() error {
@@ -493,13 +530,13 @@ func (m *Monitor) Ready() error {
 	switch {
 	case stopped:
 		return fmt.Errorf("%w: consumer stopped", ErrNotReady)
+	case m.cons == nil:
+		return fmt.Errorf("%w: not attached to a consumer", ErrNotReady)
 	case m.cfg.grouped && !joined:
-		return fmt.Errorf("%w: no partitions assigned by group %q yet", ErrNotReady, m.cfg.group)
+		return fmt.Errorf("%w: no partitions assigned by group %q yet", ErrNotReady, m.group)
 	}
-	if r := m.cfg.ready; r != nil {
-		if err := r.Ready(); err != nil {
-			return fmt.Errorf("%w: %w", ErrNotReady, err)
-		}
+	if err := m.cons.Ready(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	return nil
 }

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/kconsumer/kconsumer/dlq"
 )
 
 // ErrInvalidOption is returned by NewMonitor, wrapped, for a missing or
@@ -21,72 +19,32 @@ type opt func(*cfg)
 
 func (o opt) apply(c *cfg) { o(c) }
 
-// A Readiness says whether the Consumer's position is ready to serve: nil
-// when it is, an error saying why not otherwise. The strategies of package
-// recovery implement it (a FullReplay is ready once it has caught up).
-type Readiness interface {
-	Ready() error
-}
-
-// ReadyFunc adapts a function to a Readiness.
-type ReadyFunc func() error
-
-// Ready returns f().
-func (f ReadyFunc) Ready() error { return f() }
-
-// DeadLetters is read at every scrape for the dead-letter metrics; a
-// *dlq.Router implements it.
-type DeadLetters interface {
-	Stats() dlq.Stats
-}
-
 type cfg struct {
-	group     string
-	grouped   bool // the Consumer commits to group
-	groupOpts int  // how many of Group and NoGroup were given
-	reg       prometheus.Registerer
-	ready     Readiness
-	dead      DeadLetters
-	window    int
-	stuck     time.Duration
-	now       func() time.Time
-	errs      []error
+	label    string // the group label of a Consumer without a group
+	labelSet bool
+	grouped  bool // the Consumer commits to a group; set when attached
+	reg      prometheus.Registerer
+	window   int
+	stuck    time.Duration
+	now      func() time.Time
+	errs     []error
 }
 
 func defaultCfg() cfg {
 	return cfg{window: 10, stuck: time.Minute, now: time.Now}
 }
 
-// Group names the consumer group of the observed Consumer, as given to
-// consumer.Group. It is the value of every metric's group label, and lag in
-// records counts from the offsets the group committed. Without Group (or
-// NoGroup), the Monitor observes a Consumer without a group and the group
-// label is empty.
-func Group(id string) Opt {
-	return opt(func(c *cfg) {
-		c.group, c.grouped = id, true
-		c.groupOpts++
-		if id == "" {
-			c.errs = append(c.errs, fmt.Errorf("%w: empty Group; use NoGroup for a consumer without one", ErrInvalidOption))
-		}
-	})
-}
-
-// NoGroup says the observed Consumer has no group: it reads every partition
-// itself and commits nothing (a FullReplay, for example). Lag in records
-// counts from the processed offsets, and label is the value of the group
-// label so that dashboards can tell such consumers apart. This is the
-// default, with an empty label.
-func NoGroup(label string) Opt {
-	return opt(func(c *cfg) {
-		c.group, c.grouped = label, false
-		c.groupOpts++
-	})
+// GroupLabel sets the value of every metric's group label for a Consumer
+// without a group (a FullReplay, for example), so that dashboards can tell
+// such consumers apart; the default is empty. A Consumer with a group
+// labels its metrics with the group, and refuses GroupLabel.
+func GroupLabel(label string) Opt {
+	return opt(func(c *cfg) { c.label, c.labelSet = label, true })
 }
 
 // Registerer sets where the Monitor registers its metrics: its own
-// collector when NewMonitor runs, and the franz-go client metrics of
-// ClientHooks when the client is created. The default is none: the Monitor
+// collector when it attaches to its Consumer, and franz-go's client metrics
+// when the Consumer creates its client. The default is none: the Monitor
 // still evaluates lag, status and health, but exports nothing. The
 // registry is the caller's; nothing is registered globally.
 func Registerer(reg prometheus.Registerer) Opt {
@@ -95,28 +53,6 @@ func Registerer(reg prometheus.Registerer) Opt {
 			c.errs = append(c.errs, fmt.Errorf("%w: nil Registerer", ErrInvalidOption))
 		}
 		c.reg = reg
-	})
-}
-
-// WithReadiness makes /readyz (and Ready) also wait for r, typically the
-// Consumer's recovery strategy; the default is no such condition.
-func WithReadiness(r Readiness) Opt {
-	return opt(func(c *cfg) {
-		if r == nil {
-			c.errs = append(c.errs, fmt.Errorf("%w: nil Readiness", ErrInvalidOption))
-		}
-		c.ready = r
-	})
-}
-
-// WithDeadLetters exports the counters of d, typically the Consumer's
-// *dlq.Router, as the kconsumer_dlq_* metrics; the default exports none.
-func WithDeadLetters(d DeadLetters) Opt {
-	return opt(func(c *cfg) {
-		if d == nil {
-			c.errs = append(c.errs, fmt.Errorf("%w: nil DeadLetters", ErrInvalidOption))
-		}
-		c.dead = d
 	})
 }
 
@@ -149,9 +85,6 @@ func Clock(now func() time.Time) Opt {
 
 func (c *cfg) validate() error {
 	errs := c.errs
-	if c.groupOpts > 1 {
-		errs = append(errs, fmt.Errorf("%w: Group and NoGroup given %d times in all; give one", ErrInvalidOption, c.groupOpts))
-	}
 	if c.window < 2 {
 		errs = append(errs, fmt.Errorf("%w: Window(%d) must be at least 2", ErrInvalidOption, c.window))
 	}

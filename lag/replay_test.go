@@ -22,7 +22,7 @@ func TestReadyzFollowsAFullReplay(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 2, topic)
 	produced := produceStamped(t, cluster, 40)
 	replay := recovery.NewFullReplay()
-	m := newMonitor(t, lag.NoGroup("current"), lag.WithReadiness(replay))
+	m := newMonitor(t, lag.GroupLabel("current"))
 	release := make(chan struct{})
 	var (
 		mu      sync.Mutex // both partitions' workers see the count at half and wait
@@ -45,7 +45,7 @@ func TestReadyzFollowsAFullReplay(t *testing.T) {
 		}
 		return nil
 	})
-	c, err := consumer.New(h, cluster.ConsumerOpts(topic, consumer.WithStrategy(replay), consumer.WithObserver(m))...)
+	c, err := consumer.New(h, cluster.ConsumerOpts(topic, consumer.With(replay, m))...)
 	if err != nil {
 		t.Fatal(err)
 	}

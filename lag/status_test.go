@@ -1,6 +1,7 @@
 package lag_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -27,9 +28,10 @@ const stuck = time.Minute
 
 func newHistory(t *testing.T, want lag.Status) *history {
 	clk := newClock(base)
+	m, _ := attached(t, group, lag.Window(4), lag.StuckAfter(stuck), lag.Clock(clk.Now))
 	h := &history{
 		t:    t,
-		m:    newMonitor(t, lag.Group(group), lag.Window(4), lag.StuckAfter(stuck), lag.Clock(clk.Now)),
+		m:    m,
 		clk:  clk,
 		want: want,
 		seen: make(map[lag.Status]bool),
@@ -223,7 +225,7 @@ func TestStatusRecovers(t *testing.T) {
 
 func TestGroupStatusIsTheWorstPartition(t *testing.T) {
 	clk := newClock(base)
-	m := newMonitor(t, lag.Group(group), lag.StuckAfter(stuck), lag.Clock(clk.Now))
+	m, _ := attached(t, group, lag.StuckAfter(stuck), lag.Clock(clk.Now))
 	m.Rebalanced(consumer.Assigned, map[string][]int32{topic: {0, 1, 2}})
 	for p := range int32(3) {
 		m.Polled(fetched(p, 10, 0, 10, stamp))
@@ -259,7 +261,7 @@ func TestGroupStatusIsTheWorstPartition(t *testing.T) {
 
 func TestLagFromScriptedFetches(t *testing.T) {
 	clk := newClock(base.Add(time.Hour))
-	m := newMonitor(t, lag.Group(group), lag.Clock(clk.Now))
+	m, _ := attached(t, group, lag.Clock(clk.Now))
 	m.Rebalanced(consumer.Assigned, map[string][]int32{topic: {0}})
 	if p, _ := partitionOf(m, topic, 0); p.HighWatermark != -1 || p.Lag != 0 || p.LagTime != 0 || p.Offset != -1 {
 		t.Fatalf("before a fetch: %+v, want unknown offsets and no lag", p)
@@ -299,7 +301,7 @@ func TestLagFromScriptedFetches(t *testing.T) {
 
 func TestLagWithoutGroupCountsFromProcessed(t *testing.T) {
 	clk := newClock(base)
-	m := newMonitor(t, lag.NoGroup("current"), lag.Clock(clk.Now))
+	m, _ := attached(t, "", lag.GroupLabel("current"), lag.Clock(clk.Now))
 	m.Polled(fetched(3, 10, 0, 10, stamp))
 	for o := range int64(4) {
 		m.Handled(&kgo.Record{Topic: topic, Partition: 3, Offset: o}, time.Millisecond, nil)
@@ -314,7 +316,7 @@ func TestLagWithoutGroupCountsFromProcessed(t *testing.T) {
 }
 
 func TestTransactionMarkerDoesNotLeaveLag(t *testing.T) {
-	m := newMonitor(t, lag.NoGroup("current"))
+	m, _ := attached(t, "", lag.GroupLabel("current"))
 	m.Polled(fetched(0, 11, 0, 10, stamp)) // offset 10 is a commit marker
 	for o := range int64(10) {
 		m.Handled(&kgo.Record{Topic: topic, Partition: 0, Offset: o}, time.Millisecond, nil)
@@ -329,7 +331,14 @@ func TestTransactionMarkerDoesNotLeaveLag(t *testing.T) {
 }
 
 func TestRebalanceForgetsPartitionsAndReadiness(t *testing.T) {
-	m := newMonitor(t, lag.Group(group))
+	// kgo.ConsumeRegex makes Run fail before it connects, once the
+	// rebalances below were played by hand.
+	m := newMonitor(t)
+	c, err := consumer.New(consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil }),
+		consumer.Topics(topic), consumer.Group(group), consumer.ClientOpts(kgo.ConsumeRegex()), consumer.With(m))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := m.Ready(); !errors.Is(err, lag.ErrNotReady) {
 		t.Fatalf("Ready before an assignment = %v, want ErrNotReady", err)
 	}
@@ -349,12 +358,18 @@ func TestRebalanceForgetsPartitionsAndReadiness(t *testing.T) {
 	if err := m.Ready(); err != nil {
 		t.Fatalf("Ready after an empty assignment = %v, want nil", err)
 	}
-	m.Stopped(errors.New("boom"))
-	if err := m.Ready(); !errors.Is(err, lag.ErrNotReady) {
-		t.Fatalf("Ready after Stopped = %v", err)
+	runErr := c.Run(context.Background())
+	if !errors.Is(runErr, consumer.ErrInvalidOption) {
+		t.Fatalf("Run with kgo.ConsumeRegex = %v, want ErrInvalidOption", runErr)
 	}
-	if err := m.Healthy(); !errors.Is(err, lag.ErrUnhealthy) || !strings.Contains(err.Error(), "boom") {
-		t.Fatalf("Healthy after Stopped = %v, want ErrUnhealthy with the reason", err)
+	if err := m.Ready(); !errors.Is(err, lag.ErrNotReady) {
+		t.Fatalf("Ready after Run returned = %v", err)
+	}
+	if err := m.Healthy(); !errors.Is(err, lag.ErrUnhealthy) || !errors.Is(err, consumer.ErrInvalidOption) || !strings.Contains(err.Error(), runErr.Error()) {
+		t.Fatalf("Healthy after Run returned = %v, want ErrUnhealthy with Run's error %v", err, runErr)
+	}
+	if s := m.Snapshot(); !s.Stopped || !errors.Is(s.StoppedReason, consumer.ErrInvalidOption) {
+		t.Fatalf("Snapshot after Run returned: stopped %v, reason %v", s.Stopped, s.StoppedReason)
 	}
 }
 
@@ -367,10 +382,6 @@ func TestInvalidOptions(t *testing.T) {
 		{"stuck", []lag.Opt{lag.StuckAfter(0)}},
 		{"clock", []lag.Opt{lag.Clock(nil)}},
 		{"registerer", []lag.Opt{lag.Registerer(nil)}},
-		{"readiness", []lag.Opt{lag.WithReadiness(nil)}},
-		{"dead letters", []lag.Opt{lag.WithDeadLetters(nil)}},
-		{"empty group", []lag.Opt{lag.Group("")}},
-		{"group twice", []lag.Opt{lag.Group("a"), lag.NoGroup("b")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := lag.NewMonitor(tc.opts...); !errors.Is(err, lag.ErrInvalidOption) {
@@ -378,6 +389,35 @@ func TestInvalidOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAttachRefuses(t *testing.T) {
+	nop := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
+	t.Run("GroupLabel with a group", func(t *testing.T) {
+		m := newMonitor(t, lag.GroupLabel("current"))
+		_, err := consumer.New(nop, consumer.Topics(topic), consumer.Group(group), consumer.With(m))
+		if !errors.Is(err, consumer.ErrInvalidOption) || !errors.Is(err, lag.ErrInvalidOption) {
+			t.Fatalf("New = %v, want ErrInvalidOption", err)
+		}
+		if err := m.Ready(); !errors.Is(err, lag.ErrNotReady) {
+			t.Fatalf("Ready of a Monitor that failed to attach = %v, want ErrNotReady", err)
+		}
+	})
+	t.Run("second consumer", func(t *testing.T) {
+		m, _ := attached(t, group)
+		for _, g := range []string{group, ""} {
+			opts := []consumer.Opt{consumer.Topics(topic), consumer.With(m)}
+			if g != "" {
+				opts = append(opts, consumer.Group(g))
+			}
+			if _, err := consumer.New(nop, opts...); !errors.Is(err, consumer.ErrInvalidOption) {
+				t.Fatalf("attaching the Monitor to a second Consumer (group %q): New = %v, want ErrInvalidOption", g, err)
+			}
+		}
+		if s := m.Snapshot(); s.Group != group {
+			t.Fatalf("group label %q after the refused attachments, want the first Consumer's %q", s.Group, group)
+		}
+	})
 }
 
 func TestStatusNames(t *testing.T) {
@@ -392,7 +432,7 @@ func TestStatusNames(t *testing.T) {
 
 func TestLagWithRecordsFinishingOutOfOrder(t *testing.T) {
 	clk := newClock(base.Add(time.Hour))
-	m := newMonitor(t, lag.Group(group), lag.Clock(clk.Now))
+	m, _ := attached(t, group, lag.Clock(clk.Now))
 	m.Rebalanced(consumer.Assigned, map[string][]int32{topic: {0}})
 	ts := func(o int64) time.Time { return base.Add(time.Duration(o) * time.Second) }
 	m.Polled(fetched(0, 10, 0, 10, ts))

@@ -16,7 +16,7 @@
 //	c, err := consumer.New(h,
 //		consumer.Topics("sensor-data"),
 //		consumer.Group("usage"),
-//		consumer.WithStrategy(skip),
+//		consumer.With(skip),
 //	)
 //
 // A FullReplay takes no group, reads every partition from the start (or

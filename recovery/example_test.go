@@ -64,7 +64,7 @@ func ExampleFullReplay() {
 		}),
 		consumer.SeedBrokers(cluster.ListenAddrs()...),
 		consumer.Topics("sensor-data"),
-		consumer.WithStrategy(replay), // no Group: a replay reads every partition
+		consumer.With(replay), // no Group: a replay reads every partition
 		consumer.WithLogger(slog.New(slog.DiscardHandler)),
 	)
 	if err != nil {
@@ -120,7 +120,7 @@ func ExampleCheckpointSkip() {
 			consumer.SeedBrokers(cluster.ListenAddrs()...),
 			consumer.Topics("sensor-data"),
 			consumer.Group("usage"),
-			consumer.WithStrategy(recovery.NewCheckpointSkip(store,
+			consumer.With(recovery.NewCheckpointSkip(store,
 				recovery.StartWithoutCheckpoint(kgo.NewOffset().AtStart()))),
 			consumer.WithLogger(slog.New(slog.DiscardHandler)),
 		)
@@ -169,7 +169,7 @@ func ExampleStateless() {
 		consumer.SeedBrokers(cluster.ListenAddrs()...),
 		consumer.Topics("sensor-data"),
 		consumer.Group("query"),
-		consumer.WithStrategy(strategy),
+		consumer.With(strategy),
 		consumer.WithLogger(slog.New(slog.DiscardHandler)),
 	)
 	if err != nil {

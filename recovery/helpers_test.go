@@ -23,9 +23,9 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // testOpts are the options every test consumer uses: fast group timings so
 // rebalances take milliseconds, and quiet logs.
-func testOpts(c *kafkatest.Cluster, group string, s consumer.Strategy, extra ...consumer.Opt) []consumer.Opt {
+func testOpts(c *kafkatest.Cluster, group string, s recovery.Strategy, extra ...consumer.Opt) []consumer.Opt {
 	opts := []consumer.Opt{
-		consumer.WithStrategy(s),
+		consumer.With(s),
 		consumer.CommitInterval(100 * time.Millisecond),
 		consumer.ShutdownTimeout(5 * time.Second),
 	}
@@ -65,7 +65,7 @@ func wait(t testing.TB, ch <-chan struct{}, timeout time.Duration, what string) 
 
 // ready is the readiness method every strategy has.
 type ready interface {
-	consumer.Strategy
+	recovery.Strategy
 	Ready() error
 }
 

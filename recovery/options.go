@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/consumer"
 )
 
 // A ReplayOpt configures a FullReplay.
@@ -32,11 +34,13 @@ func newCommon() common {
 	return common{logger: slog.Default()}
 }
 
-// claim marks the strategy as taken by a Consumer; a second claim fails.
-func (c *common) claim() error {
+// claim marks the strategy as taken by the Consumer it attaches to; a
+// second claim fails. If New fails after the claim, it is let go.
+func (c *common) claim(a *consumer.Attachment) error {
 	if !c.used.CompareAndSwap(false, true) {
 		return ErrInUse
 	}
+	a.OnAbort(func() { c.used.Store(false) })
 	return nil
 }
 

@@ -16,17 +16,17 @@ import (
 // are idle, not broken, and must not hold back a rollout.
 func TestMemberWithoutPartitionsIsReady(t *testing.T) {
 	for name, strategy := range map[string]func() interface {
-		consumer.Strategy
+		recovery.Strategy
 		Ready() error
 	}{
 		"Stateless": func() interface {
-			consumer.Strategy
+			recovery.Strategy
 			Ready() error
 		} {
 			return recovery.NewStateless()
 		},
 		"CheckpointSkip": func() interface {
-			consumer.Strategy
+			recovery.Strategy
 			Ready() error
 		} {
 			return recovery.NewCheckpointSkip(recovery.NewMemoryStore(0))

@@ -71,10 +71,7 @@ type replayPartition struct {
 	_      [32]byte // own cache line: partitions' goroutines store next for every record
 }
 
-var (
-	_ consumer.Strategy = (*FullReplay)(nil)
-	_ consumer.Stopper  = (*FullReplay)(nil)
-)
+var _ Strategy = (*FullReplay)(nil)
 
 // NewFullReplay returns a FullReplay strategy for one Consumer.
 func NewFullReplay(opts ...ReplayOpt) *FullReplay {
@@ -90,20 +87,21 @@ func NewFullReplay(opts ...ReplayOpt) *FullReplay {
 	return r
 }
 
-// Setup implements consumer.Strategy. It fails with ErrReplayGroup when the
-// Consumer has a group.
-func (r *FullReplay) Setup(group string) ([]kgo.Opt, error) {
-	if err := r.claim(); err != nil {
-		return nil, err
-	}
-	if group != "" {
-		return nil, fmt.Errorf("%w (got group %q)", ErrReplayGroup, group)
+// Attach implements consumer.Plugin. It fails with ErrReplayGroup for a
+// Consumer with a group, and with ErrInUse when the strategy belongs to
+// another Consumer.
+func (r *FullReplay) Attach(a *consumer.Attachment) error {
+	if g := a.Group(); g != "" {
+		return fmt.Errorf("%w (got group %q)", ErrReplayGroup, g)
 	}
 	if r.logger == nil {
-		return nil, errors.New("recovery: nil logger")
+		return errors.New("recovery: nil logger")
 	}
 	if r.snap == nil && r.every != 0 || r.snap != nil && r.every <= 0 {
-		return nil, fmt.Errorf("recovery: Snapshots needs a Snapshotter and a positive interval (got %v)", r.every)
+		return fmt.Errorf("recovery: Snapshots needs a Snapshotter and a positive interval (got %v)", r.every)
+	}
+	if err := r.claim(a); err != nil {
+		return err
 	}
 	start := kgo.NewOffset().AtStart()
 	first := start
@@ -113,18 +111,23 @@ func (r *FullReplay) Setup(group string) ([]kgo.Opt, error) {
 		// offset needs no listing; below the log start it resets to it.
 		first = kgo.NewOffset().At(0)
 	}
-	return []kgo.Opt{
+	a.ClientOpts(
 		kgo.ConsumeStartOffset(first),
 		// Where the client cannot tell what the broker lost, read it all
 		// again: replaying is harmless for overwritten state.
 		kgo.ConsumeResetOffset(start),
 		kgo.KeepControlRecords(),
-	}, nil
+	)
+	a.Use(r.wrap)
+	a.Ready(r.Ready)
+	a.OnStart(r.start)
+	a.OnDrained(r.stop)
+	return nil
 }
 
-// Start implements consumer.Strategy: it restores the snapshot, if any,
+// start restores the snapshot, if any,
 // records the end of every partition and positions the client.
-func (r *FullReplay) Start(ctx context.Context, cl *kgo.Client) error {
+func (r *FullReplay) start(ctx context.Context, cl *kgo.Client) error {
 	topics, err := consumedTopics(cl)
 	if err != nil {
 		return err
@@ -229,15 +232,9 @@ func (r *FullReplay) position(cl *kgo.Client, b bounds, resume Offsets) {
 	cl.SetOffsets(set)
 }
 
-// StartOffsets implements consumer.Strategy; a FullReplay has no group, so
-// it is not called.
-func (r *FullReplay) StartOffsets(_ context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	return committed, nil
-}
-
-// Wrap implements consumer.Strategy: it tracks each partition's progress
-// towards the end recorded at start and keeps transaction markers from h.
-func (r *FullReplay) Wrap(h consumer.Handler) consumer.Handler {
+// wrap tracks each partition's progress towards the end recorded at start
+// and keeps transaction markers from h.
+func (r *FullReplay) wrap(h consumer.Handler) consumer.Handler {
 	return consumer.HandlerFunc(func(ctx context.Context, rec *kgo.Record) error {
 		if r.snap != nil {
 			r.pause.RLock()
@@ -333,10 +330,10 @@ func (r *FullReplay) SaveSnapshot(ctx context.Context) error {
 	return nil
 }
 
-// Stop implements consumer.Stopper: with Snapshots, it saves a last snapshot
-// once the periodic saves ended, so that a restart after a clean stop
-// replays nothing.
-func (r *FullReplay) Stop(ctx context.Context) error {
+// stop runs once the Consumer drained: with Snapshots, it saves a last
+// snapshot once the periodic saves ended, so that a restart after a clean
+// stop replays nothing.
+func (r *FullReplay) stop(ctx context.Context) error {
 	if r.snap == nil {
 		return nil
 	}

@@ -29,7 +29,7 @@ func isClosed(ch <-chan struct{}) bool {
 
 func TestFullReplayRefusesAGroup(t *testing.T) {
 	_, err := consumer.New(newOffsetLog().handler(),
-		consumer.Topics(topic), consumer.Group("g"), consumer.WithStrategy(recovery.NewFullReplay()))
+		consumer.Topics(topic), consumer.Group("g"), consumer.With(recovery.NewFullReplay()))
 	if !errors.Is(err, recovery.ErrReplayGroup) || !errors.Is(err, consumer.ErrInvalidOption) {
 		t.Fatalf("New = %v, want ErrReplayGroup wrapped in ErrInvalidOption", err)
 	}
@@ -37,14 +37,14 @@ func TestFullReplayRefusesAGroup(t *testing.T) {
 
 func TestStrategiesServeOneConsumer(t *testing.T) {
 	for _, tc := range []struct {
-		s     consumer.Strategy
+		s     recovery.Strategy
 		group string
 	}{
 		{recovery.NewFullReplay(), ""},
 		{recovery.NewCheckpointSkip(recovery.NewMemoryStore(0)), "g"},
 		{recovery.NewStateless(), "g"},
 	} {
-		opts := []consumer.Opt{consumer.Topics(topic), consumer.WithStrategy(tc.s)}
+		opts := []consumer.Opt{consumer.Topics(topic), consumer.With(tc.s)}
 		if tc.group != "" {
 			opts = append(opts, consumer.Group(tc.group))
 		}

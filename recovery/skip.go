@@ -65,7 +65,7 @@ type CheckpointSkip struct {
 	assigned    bool
 }
 
-var _ consumer.Strategy = (*CheckpointSkip)(nil)
+var _ Strategy = (*CheckpointSkip)(nil)
 
 // NewCheckpointSkip returns a CheckpointSkip strategy for one Consumer that
 // resumes from the checkpoints in store.
@@ -84,55 +84,58 @@ func NewCheckpointSkip(store CheckpointStore, opts ...SkipOpt) *CheckpointSkip {
 	return s
 }
 
-// Setup implements consumer.Strategy. It fails with ErrNoStore without a
-// store and with ErrNoGroup without a group.
-func (s *CheckpointSkip) Setup(group string) ([]kgo.Opt, error) {
-	if err := s.claim(); err != nil {
-		return nil, err
-	}
-	// StartOffsets places every partition itself. A negative start
-	// offset for partitions without a commit (AtEnd) lets it tell them from
-	// committed ones, whatever kgo.ConsumeResetOffset the user set, which
-	// kgo would otherwise also use as the start offset.
-	opts := []kgo.Opt{kgo.ConsumeStartOffset(kgo.NewOffset().AtEnd())}
+// Attach implements consumer.Plugin. It fails with ErrNoStore without a
+// store, with ErrNoGroup for a Consumer without a group, with
+// ErrNeedsPartitionOrder for an ordering other than consumer.PartitionOrder
+// unless the store is OutOfOrderStore, and with ErrInUse when the strategy
+// belongs to another Consumer.
+func (s *CheckpointSkip) Attach(a *consumer.Attachment) error {
 	var errs []error
 	if s.store == nil {
 		errs = append(errs, ErrNoStore)
 	}
-	if group == "" {
+	if a.Group() == "" {
 		errs = append(errs, ErrNoGroup)
 	}
 	if s.logger == nil {
 		errs = append(errs, errors.New("recovery: nil logger"))
 	}
+	if o := a.Ordering(); o != consumer.PartitionOrder && !s.outOfOrder {
+		errs = append(errs, fmt.Errorf("%w (got %v; see OutOfOrderStore)", ErrNeedsPartitionOrder, o))
+	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return err
 	}
-	return opts, nil
-}
-
-// CheckOrder implements consumer.OrderChecker: orderings other than
-// consumer.PartitionOrder need OutOfOrderStore.
-func (s *CheckpointSkip) CheckOrder(o consumer.Ordering) error {
-	if o != consumer.PartitionOrder && !s.outOfOrder {
-		return fmt.Errorf("%w (got %v; see OutOfOrderStore)", ErrNeedsPartitionOrder, o)
+	if err := a.StartOffsets(s.startOffsets); err != nil {
+		return err
 	}
+	if err := s.claim(a); err != nil {
+		return err
+	}
+	// startOffsets places every partition itself. A negative start
+	// offset for partitions without a commit (AtEnd) lets it tell them from
+	// committed ones, whatever kgo.ConsumeResetOffset the user set, which
+	// kgo would otherwise also use as the start offset.
+	a.ClientOpts(kgo.ConsumeStartOffset(kgo.NewOffset().AtEnd()))
+	a.Use(s.wrap)
+	a.Ready(s.Ready)
+	a.OnRebalance(s.rebalanced)
+	a.OnStart(s.start)
 	return nil
 }
 
-// Start implements consumer.Strategy.
-func (s *CheckpointSkip) Start(_ context.Context, cl *kgo.Client) error {
+func (s *CheckpointSkip) start(_ context.Context, cl *kgo.Client) error {
 	s.cl = cl
 	close(s.started)
 	return nil
 }
 
-// StartOffsets implements consumer.Strategy: it reads the checkpoints of the
+// startOffsets reads the checkpoints of the
 // assigned partitions from the store and starts each after its checkpoint;
 // committed offsets only move the start with OutOfOrderStore, or for the
 // commit to catch up with the store. An error (the store or the broker
 // unreachable) fails the assignment, and the client joins the group again.
-func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+func (s *CheckpointSkip) startOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	select {
 	case <-s.started:
 	case <-ctx.Done():
@@ -166,7 +169,7 @@ func (s *CheckpointSkip) StartOffsets(ctx context.Context, committed map[string]
 			if !ok {
 				return nil, fmt.Errorf("recovery: no offsets listed for assigned partition %s/%d", topic, p)
 			}
-			// A commit is at 0 or above; Setup made a partition without
+			// A commit is at 0 or above; Attach made a partition without
 			// one show a negative start offset.
 			c := committed[topic][p].EpochOffset().Offset
 			cp, ok := loaded[topic][p]
@@ -228,10 +231,10 @@ func catchUp(committed kgo.Offset, next, logStart int64) int64 {
 	return c
 }
 
-// Rebalanced implements consumer.RebalanceWatcher: a member the group
-// assigned no partitions has nothing to position and is ready. Assigned
-// partitions are positioned by StartOffsets, which runs after this.
-func (s *CheckpointSkip) Rebalanced(e consumer.Event, partitions map[string][]int32) {
+// rebalanced notes that a member the group assigned no partitions has
+// nothing to position and is ready. Assigned partitions are positioned by
+// startOffsets, which runs after this.
+func (s *CheckpointSkip) rebalanced(e consumer.Event, partitions map[string][]int32) {
 	if e != consumer.Assigned {
 		return
 	}
@@ -251,9 +254,9 @@ func (s *CheckpointSkip) refuse(key topicPartition, err error) {
 	s.logger.Error("not consuming partition", "topic", key.topic, "partition", key.partition, "err", err)
 }
 
-// Wrap implements consumer.Strategy: it skips records at or below the
-// checkpoint loaded when their partition was assigned.
-func (s *CheckpointSkip) Wrap(h consumer.Handler) consumer.Handler {
+// wrap skips records at or below the checkpoint loaded when their
+// partition was assigned.
+func (s *CheckpointSkip) wrap(h consumer.Handler) consumer.Handler {
 	return consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		cp, ok := (*s.checkpoints.Load())[topicPartition{r.Topic, r.Partition}]
 		if ok && r.Offset <= cp {

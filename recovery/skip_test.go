@@ -18,29 +18,29 @@ import (
 
 func TestCheckpointSkipMisuse(t *testing.T) {
 	_, err := consumer.New(newOffsetLog().handler(), consumer.Topics(topic), consumer.Group("g"),
-		consumer.WithStrategy(recovery.NewCheckpointSkip(nil)))
+		consumer.With(recovery.NewCheckpointSkip(nil)))
 	if !errors.Is(err, recovery.ErrNoStore) || !errors.Is(err, consumer.ErrInvalidOption) {
 		t.Errorf("New without a store = %v, want ErrNoStore wrapped in ErrInvalidOption", err)
 	}
 	_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic),
-		consumer.WithStrategy(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0))))
+		consumer.With(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0))))
 	if !errors.Is(err, recovery.ErrNoGroup) {
 		t.Errorf("New without a group = %v, want ErrNoGroup", err)
 	}
 	for _, o := range []consumer.Ordering{consumer.KeyOrder, consumer.Unordered} {
 		_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic), consumer.Group("g"), consumer.Order(o),
-			consumer.WithStrategy(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0))))
+			consumer.With(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0))))
 		if !errors.Is(err, recovery.ErrNeedsPartitionOrder) || !errors.Is(err, consumer.ErrInvalidOption) {
 			t.Errorf("New with %v = %v, want ErrNeedsPartitionOrder wrapped in ErrInvalidOption", o, err)
 		}
 		_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic), consumer.Group("g"), consumer.Order(o),
-			consumer.WithStrategy(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0), recovery.OutOfOrderStore())))
+			consumer.With(recovery.NewCheckpointSkip(recovery.NewMemoryStore(0), recovery.OutOfOrderStore())))
 		if err != nil {
 			t.Errorf("New with %v and OutOfOrderStore = %v, want nil", o, err)
 		}
 	}
 	_, err = consumer.New(newOffsetLog().handler(), consumer.Topics(topic),
-		consumer.WithStrategy(recovery.NewStateless()))
+		consumer.With(recovery.NewStateless()))
 	if !errors.Is(err, recovery.ErrNoGroup) {
 		t.Errorf("Stateless without a group = %v, want ErrNoGroup", err)
 	}
@@ -213,30 +213,6 @@ func TestCheckpointSkipCheckpointBelowLogStart(t *testing.T) {
 			t.Errorf("handled %d records of a refused partition", log.count())
 		}
 	})
-}
-
-// TestCheckpointSkipSkipsRecordsAtOrBelowCheckpoint hands the wrapped handler
-// records directly, as a client that starts a partition early would.
-func TestCheckpointSkipSkipsRecordsAtOrBelowCheckpoint(t *testing.T) {
-	cluster := kafkatest.NewCluster(t, 1, topic)
-	produceTo(t, cluster, 0, 10)
-	store := recovery.NewMemoryStore(0)
-	store.SetCheckpoint(recovery.Checkpoint{Topic: topic, Partition: 0, Offset: 4})
-	s := recovery.NewCheckpointSkip(store, recovery.WithLogger(quiet))
-	log := newOffsetLog()
-	kafkatest.Run(t, newConsumer(t, log.handler(), testOpts(cluster, "g", s)...))
-	kafkatest.WaitFor(t, 10*time.Second, "assignment", func() bool { return s.Ready() == nil })
-	kafkatest.WaitFor(t, 10*time.Second, "the records after the checkpoint", func() bool { return log.count() == 5 })
-
-	wrapped := s.Wrap(log.handler())
-	for _, o := range []int64{3, 4, 5} {
-		if err := wrapped.Handle(context.Background(), &kgo.Record{Topic: topic, Partition: 0, Offset: o}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := log.of(0); !slices.Equal(got, []int64{5, 6, 7, 8, 9, 5}) {
-		t.Errorf("handled %v: offsets 3 and 4 are at or below the checkpoint and must be skipped", got)
-	}
 }
 
 // TestCheckpointSkipOutOfOrderStoreStepsOverGaps: a store that records

@@ -1,11 +1,8 @@
 package recovery
 
 import (
-	"context"
 	"fmt"
 	"sync/atomic"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
 )
@@ -21,43 +18,31 @@ type Stateless struct {
 	assigned atomic.Bool
 }
 
-var _ consumer.Strategy = (*Stateless)(nil)
+var _ Strategy = (*Stateless)(nil)
 
 // NewStateless returns a Stateless strategy for one Consumer.
 func NewStateless() *Stateless { return &Stateless{} }
 
-// Setup implements consumer.Strategy. It fails with ErrNoGroup without a
-// group.
-func (s *Stateless) Setup(group string) ([]kgo.Opt, error) {
+// Attach implements consumer.Plugin. It fails with ErrNoGroup for a
+// Consumer without a group, and with ErrInUse when the strategy belongs to
+// another Consumer.
+func (s *Stateless) Attach(a *consumer.Attachment) error {
+	if a.Group() == "" {
+		return ErrNoGroup
+	}
 	if !s.used.CompareAndSwap(false, true) {
-		return nil, ErrInUse
+		return ErrInUse
 	}
-	if group == "" {
-		return nil, ErrNoGroup
-	}
-	return nil, nil
+	a.OnAbort(func() { s.used.Store(false) })
+	a.Ready(s.Ready)
+	// A member the group assigned no partitions is ready too.
+	a.OnRebalance(func(e consumer.Event, _ map[string][]int32) {
+		if e == consumer.Assigned {
+			s.assigned.Store(true)
+		}
+	})
+	return nil
 }
-
-// Start implements consumer.Strategy.
-func (s *Stateless) Start(context.Context, *kgo.Client) error { return nil }
-
-// StartOffsets implements consumer.Strategy: partitions start at the
-// committed offsets.
-func (s *Stateless) StartOffsets(_ context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	s.assigned.Store(true)
-	return committed, nil
-}
-
-// Rebalanced implements consumer.RebalanceWatcher: a member the group
-// assigned no partitions is ready too.
-func (s *Stateless) Rebalanced(e consumer.Event, _ map[string][]int32) {
-	if e == consumer.Assigned {
-		s.assigned.Store(true)
-	}
-}
-
-// Wrap implements consumer.Strategy; it returns h.
-func (s *Stateless) Wrap(h consumer.Handler) consumer.Handler { return h }
 
 // Ready returns nil once the member joined its group, and an error wrapping
 // ErrNotReady before.

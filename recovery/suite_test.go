@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
@@ -55,7 +56,7 @@ var subjects = []subject{
 }
 
 // opts returns the options of a process of the subject running s.
-func (sub subject) opts(c *kafkatest.Cluster, s consumer.Strategy, extra ...consumer.Opt) []consumer.Opt {
+func (sub subject) opts(c *kafkatest.Cluster, s recovery.Strategy, extra ...consumer.Opt) []consumer.Opt {
 	return testOpts(c, sub.group, s, append(extra, consumer.Order(sub.order))...)
 }
 
@@ -424,17 +425,41 @@ type commitWatch struct {
 	from map[int32]int64
 }
 
-func (s *commitWatch) StartOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+// Attach attaches the CheckpointSkip and watches the offsets the group
+// gives it at each assignment.
+func (s *commitWatch) Attach(a *consumer.Attachment) error {
+	if err := s.CheckpointSkip.Attach(a); err != nil {
+		return err
+	}
+	a.ClientOpts(kgo.OnOffsetsFetched(s.fetched))
+	return nil
+}
+
+func (s *commitWatch) fetched(_ context.Context, _ *kgo.Client, resp *kmsg.OffsetFetchResponse) error {
 	s.mu.Lock()
-	for p, o := range committed[topic] {
-		if c := o.EpochOffset().Offset; c >= 0 {
-			s.from[p] = c
-		} else {
+	defer s.mu.Unlock()
+	note := func(t string, p int32, code int16, offset int64) {
+		switch {
+		case t != topic || code != 0:
+		case offset >= 0:
+			s.from[p] = offset
+		default:
 			delete(s.from, p)
 		}
 	}
-	s.mu.Unlock()
-	return s.CheckpointSkip.StartOffsets(ctx, committed)
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			note(t.Topic, p.Partition, p.ErrorCode, p.Offset)
+		}
+	}
+	for _, g := range resp.Groups {
+		for _, t := range g.Topics {
+			for _, p := range t.Partitions {
+				note(t.Topic, p.Partition, p.ErrorCode, p.Offset)
+			}
+		}
+	}
+	return nil
 }
 
 func (s *commitWatch) committed(p int32) (int64, bool) {

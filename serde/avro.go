@@ -15,7 +15,7 @@ import (
 	"github.com/modern-go/reflect2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // maxPooledWriter is the largest encode buffer kept for reuse, so one huge
@@ -198,11 +198,11 @@ func (a *Avro[T]) plan(ctx context.Context, topic string, id int) (*plan, error)
 	ws, err := a.reg.schema(ctx, id)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return nil, dlq.MarkRetriable(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: err})
+			return nil, fault.MarkRetriable(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: err})
 		}
 		cause, retriable := registryError(err)
 		if retriable {
-			return nil, dlq.MarkRetriable(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: cause})
+			return nil, fault.MarkRetriable(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: cause})
 		}
 		return nil, poison(topic, a.cfg.key, id, cause)
 	}
@@ -274,7 +274,7 @@ func (a *Avro[T]) AppendEncode(ctx context.Context, b []byte, topic string, v T)
 	if err != nil {
 		err = fmt.Errorf("serde: schema ID for subject %q: %w", subject, err)
 		if encodeRetriable(err) {
-			err = dlq.MarkRetriable(fmt.Errorf("%w: %w", ErrRegistryUnavailable, err))
+			err = fault.MarkRetriable(fmt.Errorf("%w: %w", ErrRegistryUnavailable, err))
 		}
 		return b, err
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 	"github.com/kconsumer/kconsumer/serde"
 )
@@ -150,7 +150,7 @@ func TestIncompatibleNamesBothIDs(t *testing.T) {
 	for range 2 { // the second time from the cached resolution
 		var got telemetry
 		err = reader.Decode(ctx, topic, b, &got)
-		if dlq.ClassOf(err) != dlq.Poison || !errors.Is(err, serde.ErrIncompatible) {
+		if fault.ClassOf(err) != fault.Poison || !errors.Is(err, serde.ErrIncompatible) {
 			t.Fatalf("got %v, want a poison ErrIncompatible", err)
 		}
 		for _, s := range []string{fmt.Sprintf("writer schema ID %d", writerID), fmt.Sprintf("reader schema ID %d", readerID)} {
@@ -215,7 +215,7 @@ func TestAutoRegisterOff(t *testing.T) {
 	codec := newAvro[telemetry](t, newRegistry(t, fake.URL()), telemetrySchema, serde.AutoRegister(false))
 
 	_, err := codec.Encode(ctx, topic, sample(1))
-	if err == nil || dlq.ClassOf(err) == dlq.Retriable {
+	if err == nil || fault.ClassOf(err) == fault.Retriable {
 		t.Fatalf("Encode of an unregistered schema: got %v, want a permanent error", err)
 	}
 	if fake.SubjectExists(topic + "-value") {

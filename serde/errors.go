@@ -7,7 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // Causes of a failed decode, found with errors.Is in the error a Decoder or
@@ -77,7 +77,7 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // poison returns a poison *DecodeError for topic and schema ID id.
 func poison(topic string, key bool, id int, err error) error {
-	return dlq.MarkPoison(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: key, SchemaID: id, Err: err})
+	return fault.MarkPoison(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: key, SchemaID: id, Err: err})
 }
 
 // nullError returns the cause for a null key or value.

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/kconsumer/kconsumer/consumer"
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/serde"
 )
 
@@ -90,7 +90,7 @@ func ExampleHandle() {
 	for i, v := range [][]byte{value, []byte(`{"sensor":"s-17"}`)} {
 		err := h.Handle(ctx, &kgo.Record{Topic: "sensor-data", Partition: 0, Offset: int64(i), Value: v})
 		if err != nil {
-			fmt.Println(dlq.ClassOf(err), errors.Is(err, serde.ErrBadMagic))
+			fmt.Println(fault.ClassOf(err), errors.Is(err, serde.ErrBadMagic))
 			fmt.Println(err)
 		}
 	}
@@ -156,7 +156,7 @@ func ExampleJSON() {
 
 	var r Reading
 	err = codec.Decode(ctx, "readings", []byte(`{"sensor": 3}`), &r)
-	fmt.Println(dlq.ClassOf(err), errors.Is(err, serde.ErrMismatch))
+	fmt.Println(fault.ClassOf(err), errors.Is(err, serde.ErrMismatch))
 	// Output:
 	// {"sensor":"s-3","km":7}
 	// poison true

@@ -8,7 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/serde"
 )
 
@@ -45,8 +45,8 @@ func FuzzDecode(f *testing.F) {
 		var v telemetry2
 		err := codec.Decode(ctx, topic, data, &v)
 		if err != nil {
-			if dlq.ClassOf(err) != dlq.Poison {
-				t.Fatalf("class %v, want poison: %v", dlq.ClassOf(err), err)
+			if fault.ClassOf(err) != fault.Poison {
+				t.Fatalf("class %v, want poison: %v", fault.ClassOf(err), err)
 			}
 			if _, ok := errors.AsType[*serde.DecodeError](err); !ok {
 				t.Fatalf("not a *DecodeError: %v", err)

@@ -7,7 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // A Decoder decodes a record key or value read from topic into v. Avro and
@@ -58,14 +58,14 @@ func locate(err error, r *kgo.Record, key bool) error {
 	}
 	located := *de
 	located.Topic, located.Partition, located.Offset, located.Key = r.Topic, r.Partition, r.Offset, key
-	if dlq.ClassOf(located.Err) != dlq.Unclassified {
+	if fault.ClassOf(located.Err) != fault.Unclassified {
 		return &located
 	}
-	switch dlq.ClassOf(err) {
-	case dlq.Poison:
-		return dlq.MarkPoison(&located)
-	case dlq.Retriable:
-		return dlq.MarkRetriable(&located)
+	switch fault.ClassOf(err) {
+	case fault.Poison:
+		return fault.MarkPoison(&located)
+	case fault.Retriable:
+		return fault.MarkRetriable(&located)
 	}
 	return &located
 }

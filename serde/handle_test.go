@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 	"github.com/kconsumer/kconsumer/serde"
 )
@@ -52,19 +52,19 @@ func TestHandleLocatesErrors(t *testing.T) {
 		rec     *kgo.Record
 		h       consumer.Handler
 		wantKey bool
-		class   dlq.Class
+		class   fault.Class
 	}{
-		{"bad key", &kgo.Record{Topic: topic, Partition: 3, Offset: 1042, Key: []byte("plain"), Value: value}, h, true, dlq.Poison},
-		{"bad value", &kgo.Record{Topic: topic, Partition: 3, Offset: 1042, Key: key, Value: value[:7]}, h, false, dlq.Poison},
+		{"bad key", &kgo.Record{Topic: topic, Partition: 3, Offset: 1042, Key: []byte("plain"), Value: value}, h, true, fault.Poison},
+		{"bad value", &kgo.Record{Topic: topic, Partition: 3, Offset: 1042, Key: key, Value: value[:7]}, h, false, fault.Poison},
 		{"value only", &kgo.Record{Topic: topic, Partition: 3, Offset: 1042, Value: []byte{9}},
-			serde.Handle(values, func(context.Context, *kgo.Record, telemetry) error { return nil }), false, dlq.Poison},
+			serde.Handle(values, func(context.Context, *kgo.Record, telemetry) error { return nil }), false, fault.Poison},
 		{"JSON value", &kgo.Record{Topic: topic, Partition: 3, Offset: 1042, Value: []byte("{")},
-			serde.Handle(serde.JSON[telemetry]{}, func(context.Context, *kgo.Record, telemetry) error { return nil }), false, dlq.Poison},
+			serde.Handle(serde.JSON[telemetry]{}, func(context.Context, *kgo.Record, telemetry) error { return nil }), false, fault.Poison},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.h.Handle(ctx, tc.rec)
-			if dlq.ClassOf(err) != tc.class {
-				t.Fatalf("class %v, want %v: %v", dlq.ClassOf(err), tc.class, err)
+			if fault.ClassOf(err) != tc.class {
+				t.Fatalf("class %v, want %v: %v", fault.ClassOf(err), tc.class, err)
 			}
 			de, ok := errors.AsType[*serde.DecodeError](err)
 			if !ok || de.Partition != 3 || de.Offset != 1042 || de.Key != tc.wantKey || de.Topic != topic {
@@ -97,14 +97,14 @@ func TestHandleLocatesErrors(t *testing.T) {
 type ownDecoder struct{}
 
 func (ownDecoder) Decode(context.Context, string, []byte, *string) error {
-	return dlq.MarkRetriable(errors.New("cache cold"))
+	return fault.MarkRetriable(errors.New("cache cold"))
 }
 
 func TestHandleKeepsClassOfOwnDecoder(t *testing.T) {
 	h := serde.Handle[string](ownDecoder{}, func(context.Context, *kgo.Record, string) error { return nil })
 	err := h.Handle(context.Background(), &kgo.Record{Topic: topic, Partition: 1, Offset: 7})
-	if dlq.ClassOf(err) != dlq.Retriable {
-		t.Fatalf("class %v: %v", dlq.ClassOf(err), err)
+	if fault.ClassOf(err) != fault.Retriable {
+		t.Fatalf("class %v: %v", fault.ClassOf(err), err)
 	}
 	if de, ok := errors.AsType[*serde.DecodeError](err); !ok || de.Offset != 7 || de.SchemaID != -1 {
 		t.Fatalf("got %v, want a located *DecodeError", err)
@@ -126,7 +126,7 @@ func TestJSON(t *testing.T) {
 		t.Fatalf("decoded %+v", v)
 	}
 	err = j.Decode(ctx, topic, []byte(`{"sensor_id": 5}`), &v)
-	if dlq.ClassOf(err) != dlq.Poison || !errors.Is(err, serde.ErrMismatch) {
+	if fault.ClassOf(err) != fault.Poison || !errors.Is(err, serde.ErrMismatch) {
 		t.Fatalf("got %v, want poison ErrMismatch", err)
 	}
 	for _, tc := range []struct {
@@ -137,7 +137,7 @@ func TestJSON(t *testing.T) {
 		{serde.JSON[telemetry]{Key: true}, "key of topic \"sensor-data\", no schema ID: null key"},
 	} {
 		err = tc.codec.Decode(ctx, topic, nil, &v)
-		if dlq.ClassOf(err) != dlq.Poison || !errors.Is(err, serde.ErrNull) || !strings.Contains(err.Error(), tc.text) {
+		if fault.ClassOf(err) != fault.Poison || !errors.Is(err, serde.ErrNull) || !strings.Contains(err.Error(), tc.text) {
 			t.Errorf("got %v, want poison ErrNull saying %q", err, tc.text)
 		}
 	}
@@ -193,7 +193,7 @@ func TestConsumerEndToEnd(t *testing.T) {
 		newAvro[telemetry2](t, newRegistry(t, fake.URL()), telemetryV2),
 		func(_ context.Context, _ *kgo.Record, k string, v telemetry2) error {
 			if k != v.SensorID {
-				return dlq.MarkPoison(errors.New("key does not match sensor_id"))
+				return fault.MarkPoison(errors.New("key does not match sensor_id"))
 			}
 			mu.Lock()
 			got[v.TimestampMs] = v
@@ -205,14 +205,14 @@ func TestConsumerEndToEnd(t *testing.T) {
 	deadLetter := func(next consumer.Handler) consumer.Handler {
 		return consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 			err := next.Handle(ctx, r)
-			switch dlq.ClassOf(err) {
-			case dlq.Poison:
+			switch fault.ClassOf(err) {
+			case fault.Poison:
 				de, _ := errors.AsType[*serde.DecodeError](err)
 				mu.Lock()
 				poisoned = append(poisoned, de)
 				mu.Unlock()
 				return nil
-			case dlq.Retriable:
+			case fault.Retriable:
 				select {
 				case retriable <- struct{}{}:
 				default:

@@ -21,7 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 	"github.com/kconsumer/kconsumer/serde"
 )
@@ -39,12 +39,12 @@ func encoded(t *testing.T, fake *kafkatest.Registry, i int) []byte {
 
 // checkClass fails unless err is a *DecodeError of class c, wrapping want,
 // for the given schema ID, whose message names the topic and the ID.
-func checkClass(t *testing.T, err error, c dlq.Class, want error, id int) {
+func checkClass(t *testing.T, err error, c fault.Class, want error, id int) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want %v %v", c, want)
 	}
-	if got := dlq.ClassOf(err); got != c {
+	if got := fault.ClassOf(err); got != c {
 		t.Errorf("class %v, want %v: %v", got, c, err)
 	}
 	if !errors.Is(err, want) {
@@ -98,7 +98,7 @@ func TestPoison(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var v telemetry
 			err := codec.Decode(ctx, topic, tc.data, &v)
-			checkClass(t, err, dlq.Poison, tc.want, tc.id)
+			checkClass(t, err, fault.Poison, tc.want, tc.id)
 		})
 	}
 }
@@ -130,7 +130,7 @@ func TestRegistryFailuresAreRetriable(t *testing.T) {
 			fake.SetFault(tc.fault)
 			var v telemetry
 			err := codec.Decode(ctx, topic, b, &v)
-			checkClass(t, err, dlq.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
+			checkClass(t, err, fault.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
 
 			fake.SetFault(nil) // the registry is back: the failure was not cached
 			if err := codec.Decode(ctx, topic, b, &v); err != nil {
@@ -154,7 +154,7 @@ func TestRegistryTimeoutIsRetriable(t *testing.T) {
 	})
 	var v telemetry
 	err := codec.Decode(context.Background(), topic, b, &v)
-	checkClass(t, err, dlq.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
+	checkClass(t, err, fault.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error does not wrap the deadline: %v", err)
 	}
@@ -187,7 +187,7 @@ func TestCallerContextEndsWait(t *testing.T) {
 	cancel()
 	var v telemetry
 	err := codec.Decode(ctx, topic, b, &v)
-	if dlq.ClassOf(err) != dlq.Retriable || !errors.Is(err, context.Canceled) {
+	if fault.ClassOf(err) != fault.Retriable || !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want a retriable context.Canceled", err)
 	}
 }
@@ -220,7 +220,7 @@ func TestRegistryDownAndBack(t *testing.T) {
 	codec := newAvro[telemetry](t, newRegistry(t, "http://"+addr), telemetrySchema)
 	var v telemetry
 	err = codec.Decode(context.Background(), topic, b, &v)
-	checkClass(t, err, dlq.Retriable, serde.ErrRegistryUnavailable, id)
+	checkClass(t, err, fault.Retriable, serde.ErrRegistryUnavailable, id)
 
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
@@ -307,7 +307,7 @@ func TestAuth(t *testing.T) {
 			// Without credentials the registry refuses: retriable, the
 			// records are fine.
 			anon := newAvro[telemetry](t, newRegistry(t, fake.URL()), telemetrySchema)
-			checkClass(t, anon.Decode(ctx, topic, b, &v), dlq.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
+			checkClass(t, anon.Decode(ctx, topic, b, &v), fault.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
 		})
 	}
 }
@@ -334,7 +334,7 @@ func TestTLS(t *testing.T) {
 	}
 
 	untrusted := newAvro[telemetry](t, newRegistry(t, srv.URL), telemetrySchema)
-	checkClass(t, untrusted.Decode(ctx, topic, b, &v), dlq.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
+	checkClass(t, untrusted.Decode(ctx, topic, b, &v), fault.Retriable, serde.ErrRegistryUnavailable, int(b[4]))
 }
 
 func TestNewRegistryURLs(t *testing.T) {

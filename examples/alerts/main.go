@@ -18,7 +18,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +30,7 @@ import (
 	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/svc"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/lag"
 	"github.com/kconsumer/kconsumer/recovery"
 	"github.com/kconsumer/kconsumer/serde"
@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer out.Close()
-	router, err := dlq.New(dlq.SeedBrokers(cfg.Brokers...), dlq.Group(*group), dlq.WithLogger(logger))
+	router, err := dlq.New()
 	if err != nil {
 		return err
 	}
@@ -95,13 +95,13 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	published := prometheus.NewCounter(prometheus.CounterOpts{Name: "alerts_published_total", Help: "Alerts published."})
 	web.Registry.MustRegister(published)
 	strategy := recovery.NewStateless()
-	monitor, err := lag.NewMonitor(lag.Group(*group), lag.Registerer(web.Registry), lag.WithReadiness(strategy), lag.WithDeadLetters(router))
+	monitor, err := lag.NewMonitor(lag.Registerer(web.Registry))
 	if err != nil {
 		return err
 	}
 	h := serde.Handle(codec, func(ctx context.Context, r *kgo.Record, t telemetry.Telemetry) error {
 		if err := t.Validate(); err != nil {
-			return dlq.MarkPoison(err)
+			return fault.MarkPoison(err)
 		}
 		if site.Contains(t.GPS) {
 			return nil
@@ -109,10 +109,10 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		b, err := json.Marshal(Alert{SensorID: t.SensorID, TimestampMs: t.TimestampMs, Lat: t.GPS.Lat, Lon: t.GPS.Lon,
 			Source: recovery.CheckpointOf(r).String()})
 		if err != nil {
-			return dlq.MarkPoison(err)
+			return fault.MarkPoison(err)
 		}
 		if err := out.ProduceSync(ctx, &kgo.Record{Key: []byte(t.SensorID), Value: b}).FirstErr(); err != nil {
-			return dlq.MarkRetriable(fmt.Errorf("publishing an alert: %w", err))
+			return fault.MarkRetriable(fmt.Errorf("publishing an alert: %w", err))
 		}
 		published.Inc()
 		return nil
@@ -121,23 +121,14 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(telemetry.Topic),
 		consumer.Group(*group),
-		consumer.WithStrategy(strategy),
-		consumer.Use(router.Middleware()),
-		consumer.WithObserver(monitor),
+		consumer.With(strategy, router, monitor),
 		consumer.WithLogger(logger),
-		consumer.ClientOpts(kgo.SessionTimeout(*session), kgo.HeartbeatInterval(min(3*time.Second, *session/10)), monitor.ClientHooks()),
+		consumer.ClientOpts(kgo.SessionTimeout(*session), kgo.HeartbeatInterval(min(3*time.Second, *session/10))),
 	)
 	if err != nil {
 		return err
 	}
 	web.Ready(monitor.Ready)
 	web.Health(monitor.Healthy)
-	err = svc.Run(ctx, logger, web, ln, c.Run)
-	monitor.Stopped(err)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if ferr := router.Flush(fctx); ferr != nil {
-		err = errors.Join(err, fmt.Errorf("flushing dead letters: %w", ferr))
-	}
-	return err
+	return svc.Run(ctx, logger, web, ln, c.Run)
 }

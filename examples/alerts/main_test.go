@@ -15,6 +15,7 @@ import (
 	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/svctest"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 func TestAlertsFlagsPositionsOutsideTheSiteAndDeadLettersPoison(t *testing.T) {
@@ -55,7 +56,7 @@ func TestAlertsFlagsPositionsOutsideTheSiteAndDeadLettersPoison(t *testing.T) {
 		t.Fatal(err)
 	}
 	if l.Topic != telemetry.Topic || l.Partition != malformed.Partition || l.Offset != malformed.Offset ||
-		l.Group != "alerts" || l.Class != dlq.Poison || l.Attempts != 1 {
+		l.Group != "alerts" || l.Class != fault.Poison || l.Attempts != 1 {
 		t.Errorf("dead letter %+v, want the malformed record's origin, group alerts, class poison, one attempt", l)
 	}
 	if !bytes.Equal(letters[0].Value, malformed.Value) || len(l.Headers) != 1 || l.Headers[0].Key != "origin" {

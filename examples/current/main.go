@@ -44,9 +44,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
-	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/svc"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/lag"
 	"github.com/kconsumer/kconsumer/recovery"
 	"github.com/kconsumer/kconsumer/serde"
@@ -91,16 +91,14 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		opts = append(opts, recovery.Snapshots(&fileSnapshot{path: *snapshot, state: st}, *every))
 	}
 	replay := recovery.NewFullReplay(opts...)
-	monitor, err := lag.NewMonitor(lag.NoGroup("current"), lag.Registerer(web.Registry), lag.WithReadiness(replay))
+	monitor, err := lag.NewMonitor(lag.GroupLabel("current"), lag.Registerer(web.Registry))
 	if err != nil {
 		return err
 	}
 	c, err := consumer.New(consumer.HandlerFunc(st.handle),
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(telemetry.Topic),
-		consumer.WithStrategy(replay),
-		consumer.WithObserver(monitor),
-		consumer.ClientOpts(monitor.ClientHooks()),
+		consumer.With(replay, monitor),
 		consumer.WithLogger(logger),
 	)
 	if err != nil {
@@ -122,9 +120,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		ready := monitor.Ready()
 		svc.WriteJSON(w, status{Ready: ready == nil, NotReady: errString(ready), Sensors: st.len(), Skipped: st.skippedCount(), Positions: positions(monitor)})
 	})
-	err = svc.Run(ctx, logger, web, ln, c.Run)
-	monitor.Stopped(err)
-	return err
+	return svc.Run(ctx, logger, web, ln, c.Run)
 }
 
 // status is the body of GET /status.
@@ -189,10 +185,10 @@ func (s *state) handle(ctx context.Context, r *kgo.Record) error {
 	var t telemetry.Telemetry
 	err := s.codec.Decode(ctx, r.Topic, r.Value, &t)
 	if err == nil {
-		err = dlq.MarkPoison(t.Validate())
+		err = fault.MarkPoison(t.Validate())
 	}
 	if err != nil {
-		if dlq.ClassOf(err) != dlq.Poison {
+		if fault.ClassOf(err) != fault.Poison {
 			return err
 		}
 		s.logger.Warn("skipping a record that cannot be read", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)

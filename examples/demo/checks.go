@@ -16,6 +16,7 @@ import (
 
 	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // result is what the demo found.
@@ -276,7 +277,7 @@ func (d *demo) checkDeadLetters(ctx context.Context, res *result) error {
 		if len(l.Headers) != 1 || l.Headers[0].Key != "origin" || string(l.Headers[0].Value) != "kconsumer-demo" {
 			wrong = append(wrong, fmt.Sprintf("original headers %v", l.Headers))
 		}
-		if l.Class != dlq.Poison || l.Error == "" {
+		if l.Class != fault.Poison || l.Error == "" {
 			wrong = append(wrong, fmt.Sprintf("class %v, error %q", l.Class, l.Error))
 		}
 		if !l.Timestamp.Equal(m.Timestamp.Truncate(time.Millisecond)) {

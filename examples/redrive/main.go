@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 func main() {
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		opts = append(opts, dlq.ProgressGroup(*group))
 	}
 	for _, s := range split(*classes) {
-		var c dlq.Class
+		var c fault.Class
 		if err := c.UnmarshalText([]byte(s)); err != nil {
 			return err
 		}

@@ -157,12 +157,12 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 	inserts := newInserter(db.Collection("usage"), cfg.batch, web.Registry)
 	st := newStore(db, inserts, web.Registry)
 	skip := recovery.NewCheckpointSkip(st, recovery.StartWithoutCheckpoint(startOffset(cfg.start)), recovery.WithLogger(logger))
-	router, err := dlq.New(dlq.SeedBrokers(cfg.Brokers...), dlq.Group(cfg.group), dlq.WithLogger(logger))
+	router, err := dlq.New()
 	if err != nil {
 		return err
 	}
 	defer router.Close()
-	monitor, err := lag.NewMonitor(lag.Group(cfg.group), lag.Registerer(web.Registry), lag.WithReadiness(skip), lag.WithDeadLetters(router))
+	monitor, err := lag.NewMonitor(lag.Registerer(web.Registry))
 	if err != nil {
 		return err
 	}
@@ -170,8 +170,7 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(telemetry.Topic),
 		consumer.Group(cfg.group),
-		consumer.WithStrategy(skip),
-		consumer.Use(router.Middleware()),
+		consumer.With(skip, router, monitor),
 		consumer.CommitInterval(cfg.commitInterval),
 		consumer.OnRevoked(func(ctx context.Context, partitions map[string][]int32) {
 			if err := st.revoked(ctx, partitions); err != nil {
@@ -179,9 +178,8 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 			}
 		}),
 		consumer.OnLost(st.lost),
-		consumer.WithObserver(monitor),
 		consumer.WithLogger(logger),
-		consumer.ClientOpts(append(sessionOpts(cfg.session), monitor.ClientHooks())...),
+		consumer.ClientOpts(sessionOpts(cfg.session)...),
 	)
 	if err != nil {
 		return err
@@ -198,15 +196,11 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 		done <- struct{}{}
 	}()
 	err = svc.Run(ctx, logger, web, ln, c.Run)
-	monitor.Stopped(err)
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if ferr := st.writeCheckpoints(fctx, nil); ferr != nil {
 		err = errors.Join(err, fmt.Errorf("final checkpoints: %w", ferr))
-	}
-	if ferr := router.Flush(fctx); ferr != nil {
-		err = errors.Join(err, fmt.Errorf("flushing dead letters: %w", ferr))
 	}
 	stopBG()
 	<-done

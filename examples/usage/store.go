@@ -16,8 +16,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/recovery"
 )
 
@@ -169,15 +169,15 @@ func (s *store) partition(ctx context.Context, topic string, p int32) (*partitio
 // it counts, and then makes the reading its sensor's last.
 func (s *store) apply(ctx context.Context, r *kgo.Record, t telemetry.Telemetry) error {
 	if err := t.Validate(); err != nil {
-		return dlq.MarkPoison(err)
+		return fault.MarkPoison(err)
 	}
 	if string(r.Key) != t.SensorID {
 		// Per-sensor order holds only if the sensor id picks the partition.
-		return dlq.MarkPoison(fmt.Errorf("key %q is not the sensor id %q", r.Key, t.SensorID))
+		return fault.MarkPoison(fmt.Errorf("key %q is not the sensor id %q", r.Key, t.SensorID))
 	}
 	part, err := s.partition(ctx, r.Topic, r.Partition)
 	if err != nil {
-		return dlq.MarkRetriable(err)
+		return fault.MarkRetriable(err)
 	}
 	if r.Offset <= part.offset {
 		return nil // applied before this partition was last loaded
@@ -193,7 +193,7 @@ func (s *store) apply(ctx context.Context, r *kgo.Record, t telemetry.Telemetry)
 				DeltaKm:    km,
 			}
 			if err := s.inserts.insert(ctx, rec); err != nil {
-				return dlq.MarkRetriable(err)
+				return fault.MarkRetriable(err)
 			}
 		}
 	}

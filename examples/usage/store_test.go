@@ -14,9 +14,9 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/kconsumer/kconsumer/dlq"
 	"github.com/kconsumer/kconsumer/examples/internal/devstack"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // startMongo starts an in-process MongoDB for the test.
@@ -343,7 +343,7 @@ func TestUsageRefusesReadingsItCannotOrder(t *testing.T) {
 		{"", telemetry.Telemetry{}}, // no sensor
 	} {
 		r := &kgo.Record{Topic: telemetry.Topic, Key: []byte(c.key)}
-		if err := s.apply(context.Background(), r, c.t); !errors.Is(err, dlq.ErrPoison) {
+		if err := s.apply(context.Background(), r, c.t); !errors.Is(err, fault.ErrPoison) {
 			t.Errorf("key %q, %+v: %v, want a poison error", c.key, c.t, err)
 		}
 	}

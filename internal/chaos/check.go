@@ -13,6 +13,7 @@ import (
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // Letter is a dead letter read back from the dead-letter topic.
@@ -70,14 +71,22 @@ type Report struct {
 	Records, Good, Bad int
 	BadKinds           map[string]int
 	Groups             []*GroupReport
-	Faults             map[string]int64
-	MaxLatency         time.Duration // from a record's produce to its first handling
-	Problems           []string      // the run's machinery, not the library
+	Faults             map[string]int64 // what was injected, by label
+	Fired              map[Fault]int64  // faults that took effect, by kind
+	// Unfired holds the kinds of CheckOpts.Faults that never took effect:
+	// the run did not test what it was asked to.
+	Unfired    Fault
+	MaxLatency time.Duration // from a record's produce to its first handling
+	Problems   []string      // the run's machinery, not the library
 }
 
-// Violations returns every violation found, prefixed with its group.
+// Violations returns every violation found, prefixed with its group, or
+// with "run" for the run's machinery.
 func (r *Report) Violations() []string {
 	var out []string
+	for _, f := range r.Unfired.Kinds() {
+		out = append(out, fmt.Sprintf("run: fault %v was asked for but never fired (fired: %s)", f, formatFired(r.Fired)))
+	}
 	for _, p := range r.Problems {
 		out = append(out, "run: "+p)
 	}
@@ -169,13 +178,21 @@ type commitEvent struct {
 type CheckOpts struct {
 	Topic string
 	Order consumer.Ordering
+	// Faults are the faults the run asked for: each kind must have fired
+	// at least once (see History.fault), or the run is a violation.
+	Faults Fault
 }
 
 // Check checks a run's history against the invariants (see the package
 // documentation).
 func Check(h *History, final Final, opts CheckOpts) *Report {
-	records, members, faults, problems := h.snapshot()
-	rep := &Report{Records: len(records), BadKinds: badCounts(records), Faults: faults, Problems: problems}
+	records, members, faults, fired, problems := h.snapshot()
+	rep := &Report{Records: len(records), BadKinds: badCounts(records), Faults: faults, Fired: fired, Problems: problems}
+	for _, f := range opts.Faults.Kinds() {
+		if fired[f] == 0 {
+			rep.Unfired |= f
+		}
+	}
 	for _, r := range records {
 		if r.Bad == "" {
 			rep.Good++
@@ -564,7 +581,7 @@ func checkLetters(gr *GroupReport, group string, byID map[recordID]*Produced, oc
 			gr.violate("dead letter for %d@%d, which was never produced", l.Partition, l.Offset)
 		case r.Bad == "":
 			gr.violate("dead letter for good record %d@%d: %s", l.Partition, l.Offset, l.Error)
-		case l.Class != dlq.Poison:
+		case l.Class != fault.Poison:
 			gr.violate("dead letter for %d@%d (%s) has class %v, want poison", l.Partition, l.Offset, r.Bad, l.Class)
 		case !strings.Contains(l.Error, r.Reason):
 			gr.violate("dead letter for %d@%d (%s) says %q, want it to say %q", l.Partition, l.Offset, r.Bad, l.Error, r.Reason)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // A synthetic history: one partition, records 0..n-1 of key "k" with seq
@@ -188,7 +189,7 @@ func TestCheckFindsAnUndrainedGroup(t *testing.T) {
 
 func letterFor(r Produced, group, reason string) Letter {
 	return Letter{Letter: dlq.Letter{Topic: topic, Partition: r.Partition, Offset: r.Offset, Group: group,
-		Class: dlq.Poison, Error: "poison: " + reason}, Key: r.Key, ValueSum: r.ValueSum}
+		Class: fault.Poison, Error: "poison: " + reason}, Key: r.Key, ValueSum: r.ValueSum}
 }
 
 func TestCheckDeadLetters(t *testing.T) {
@@ -208,7 +209,7 @@ func TestCheckDeadLetters(t *testing.T) {
 		}, "unchanged"},
 		{"not poison", []string{"A", "h0", "x1", "h2", "c3", "R", "S"}, func(r Produced) Letter {
 			l := letterFor(r, GroupStateless, r.Reason)
-			l.Class = dlq.Unclassified
+			l.Class = fault.Unclassified
 			return l
 		}, "want poison"},
 		{"bad handled as good", []string{"A", "h0", "h1", "h2", "c3", "R", "S"}, nil, "handled as good"},

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 	"github.com/kconsumer/kconsumer/serde"
 )
@@ -131,8 +132,8 @@ func FuzzDecodeJSON(f *testing.F) {
 		if data == nil {
 			want = serde.ErrNull
 		}
-		if dlq.ClassOf(err) != dlq.Poison || !errors.Is(err, want) {
-			t.Fatalf("class %v, want poison %v: %v", dlq.ClassOf(err), want, err)
+		if fault.ClassOf(err) != fault.Poison || !errors.Is(err, want) {
+			t.Fatalf("class %v, want poison %v: %v", fault.ClassOf(err), want, err)
 		}
 		if _, ok := errors.AsType[*serde.DecodeError](err); !ok {
 			t.Fatalf("not a *serde.DecodeError: %v", err)
@@ -165,10 +166,10 @@ func FuzzDecodeRegistryDown(f *testing.F) {
 		}
 		named := len(data) >= 5 && data[0] == 0
 		switch {
-		case named && (dlq.ClassOf(err) != dlq.Retriable || !errors.Is(err, serde.ErrRegistryUnavailable)):
-			t.Fatalf("% x names a schema ID, but the error is %v: %v", data, dlq.ClassOf(err), err)
-		case !named && dlq.ClassOf(err) != dlq.Poison:
-			t.Fatalf("% x names no schema ID, but the error is %v: %v", data, dlq.ClassOf(err), err)
+		case named && (fault.ClassOf(err) != fault.Retriable || !errors.Is(err, serde.ErrRegistryUnavailable)):
+			t.Fatalf("% x names a schema ID, but the error is %v: %v", data, fault.ClassOf(err), err)
+		case !named && fault.ClassOf(err) != fault.Poison:
+			t.Fatalf("% x names no schema ID, but the error is %v: %v", data, fault.ClassOf(err), err)
 		}
 	})
 }
@@ -204,8 +205,8 @@ func FuzzWriterSchema(f *testing.F) {
 		}
 		var v reading
 		err = codec.Decode(context.Background(), topic, append(header(1), payload...), &v)
-		if err != nil && dlq.ClassOf(err) != dlq.Poison {
-			t.Fatalf("schema %q: class %v: %v", schema, dlq.ClassOf(err), err)
+		if err != nil && fault.ClassOf(err) != fault.Poison {
+			t.Fatalf("schema %q: class %v: %v", schema, fault.ClassOf(err), err)
 		}
 	})
 }

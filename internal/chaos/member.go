@@ -17,6 +17,7 @@ import (
 
 	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/dlq"
+	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/recovery"
 	"github.com/kconsumer/kconsumer/serde"
 )
@@ -106,7 +107,6 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	}
 	router, err := dlq.New(
 		dlq.SeedBrokers(cfg.Brokers...),
-		dlq.Group(cfg.Group),
 		dlq.WriteTimeout(t.DLQWrite),
 		dlq.Breaker(20, 0.5, time.Second),
 		dlq.WithLogger(log),
@@ -118,7 +118,7 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	defer router.Close()
 
 	var store *Store
-	var strategy consumer.Strategy = recovery.NewStateless()
+	var strategy recovery.Strategy = recovery.NewStateless()
 	if cfg.Group == GroupAdditive {
 		if store, err = openStore(filepath.Join(cfg.Dir, "store"), cfg.Order); err != nil {
 			return err
@@ -136,7 +136,7 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	decode := serde.Handle(codec, h.apply)
 	handler := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		if len(r.Key) == 0 {
-			return dlq.MarkPoison(errNoKey)
+			return fault.MarkPoison(errNoKey)
 		}
 		return decode.Handle(ctx, r)
 	})
@@ -145,9 +145,13 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(cfg.Topic),
 		consumer.Group(cfg.Group),
-		consumer.WithStrategy(strategy),
-		consumer.Use(rec.middleware, router.Middleware()),
-		consumer.WithObserver(&observer{topic: cfg.Topic, at: at, rec: rec}),
+		// The recorder sees what the strategy lets through, before the
+		// router decides.
+		consumer.With(strategy, consumer.PluginFunc(func(a *consumer.Attachment) error {
+			a.Use(rec.middleware)
+			a.Observe(&observer{topic: cfg.Topic, at: at, rec: rec})
+			return nil
+		}), router),
 		consumer.WithLogger(log),
 		consumer.Order(cfg.Order),
 		consumer.Workers(8),
@@ -187,7 +191,7 @@ type handler struct {
 // done.
 func (h *handler) apply(ctx context.Context, r *kgo.Record, v reading) error {
 	if v.Key != string(r.Key) {
-		return dlq.MarkPoison(fmt.Errorf("value names key %q, the record has %q", v.Key, r.Key))
+		return fault.MarkPoison(fmt.Errorf("value names key %q, the record has %q", v.Key, r.Key))
 	}
 	if h.slowEvery > 0 && r.Offset%int64(h.slowEvery) == 0 && !sleep(ctx, slowTime) {
 		return ctx.Err()
@@ -196,7 +200,7 @@ func (h *handler) apply(ctx context.Context, r *kgo.Record, v reading) error {
 	switch mode {
 	case sinkFail:
 		h.at(Event{Kind: SinkFault, Text: string(mode)})
-		return dlq.MarkRetriable(errSinkDown)
+		return fault.MarkRetriable(errSinkDown)
 	case sinkSlow:
 		h.at(Event{Kind: SinkFault, Text: string(mode)})
 		if !sleep(ctx, sinkDelay) {
@@ -207,12 +211,12 @@ func (h *handler) apply(ctx context.Context, r *kgo.Record, v reading) error {
 	if h.store != nil {
 		var err error
 		if applied, err = h.store.Apply(ctx, r.Topic, r.Partition, r.Offset, v.Key, v.Amount); err != nil {
-			return dlq.MarkRetriable(err)
+			return fault.MarkRetriable(err)
 		}
 	}
 	if mode == sinkLostAck {
 		h.at(Event{Kind: SinkFault, Text: string(mode)})
-		return dlq.MarkRetriable(errAckLost)
+		return fault.MarkRetriable(errAckLost)
 	}
 	d := ctx.Value(doneKey{}).(*done)
 	*d = done{ok: true, key: v.Key, seq: v.Seq, applied: applied}

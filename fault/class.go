@@ -1,4 +1,4 @@
-package dlq
+package fault
 
 import (
 	"errors"
@@ -15,7 +15,8 @@ const (
 	// record is retried with backoff and its offset does not advance.
 	Retriable
 	// Poison errors will never succeed (bad bytes, unknown schema, failed
-	// validation): the record goes to the dead-letter topic at once.
+	// validation): a dead-letter router writes the record to its
+	// dead-letter topic at once.
 	Poison
 )
 
@@ -41,7 +42,7 @@ func (c *Class) UnmarshalText(b []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("dlq: unknown error class %q", b)
+	return fmt.Errorf("fault: unknown error class %q", b)
 }
 
 var (
