@@ -99,31 +99,43 @@ func (m *Monitor) Attach(a *consumer.Attachment) error {
 	if !m.attached.CompareAndSwap(false, true) {
 		return errors.New("lag: the Monitor observes another Consumer already")
 	}
-	m.group, m.cfg.grouped = a.Group(), a.Group() != ""
-	if m.cfg.grouped && m.cfg.labelSet {
+	group, grouped := a.Group(), a.Group() != ""
+	if grouped && m.cfg.labelSet {
 		m.attached.Store(false)
-		return fmt.Errorf("%w: GroupLabel(%q) for a Consumer with group %q", ErrInvalidOption, m.cfg.label, m.group)
+		return fmt.Errorf("%w: GroupLabel(%q) for a Consumer with group %q", ErrInvalidOption, m.cfg.label, group)
 	}
-	if !m.cfg.grouped {
-		m.group = m.cfg.label
+	if !grouped {
+		group = m.cfg.label
 	}
-	m.cons = a.Consumer()
-	for _, p := range m.cons.Plugins() {
+	cons := a.Consumer()
+	var dead fault.StatsReporter
+	for _, p := range cons.Plugins() {
 		if d, ok := p.(fault.StatsReporter); ok {
-			m.dead = d
+			dead = d
 			break
 		}
 	}
+	// Probes may call Ready and Snapshot at any time; the observer methods
+	// run only once the Consumer runs, after New returned.
+	m.mu.Lock()
+	m.group, m.cfg.grouped, m.cons, m.dead = group, grouped, cons, dead
 	m.metrics = newMetrics(m)
+	m.mu.Unlock()
+	detach := func() {
+		m.mu.Lock()
+		m.group, m.cfg.grouped, m.cons, m.dead = "", false, nil, nil
+		m.mu.Unlock()
+		m.attached.Store(false)
+	}
 	if m.cfg.reg != nil {
 		if err := m.cfg.reg.Register(m.metrics); err != nil {
-			m.attached.Store(false)
+			detach()
 			return fmt.Errorf("lag: registering metrics: %w", err)
 		}
 		a.OnAbort(m.Unregister)
-		m.kprom = newKprom(m.cfg.reg, m.group)
+		m.kprom = newKprom(m.cfg.reg, group)
 	}
-	a.OnAbort(func() { m.attached.Store(false) })
+	a.OnAbort(detach)
 	a.Observe(m)
 	a.ClientOpts(m.clientHooks())
 	a.OnStop(m.runReturned)
@@ -411,8 +423,8 @@ type Snapshot struct {
 	MaxLag        int64         // the largest Lag
 	MaxLagTime    time.Duration // the largest LagTime
 	Partitions    []PartitionLag
-	Stopped       bool  // Stopped was called
-	StoppedReason error // the error given to Stopped
+	Stopped       bool  // the Consumer's Run returned
+	StoppedReason error // the error Run returned
 }
 
 // PartitionLag is the state of one partition.
@@ -452,9 +464,12 @@ type PartitionLag struct {
 func (m *Monitor) Snapshot() Snapshot {
 	now := m.cfg.now().UnixNano()
 	parts := *m.parts.Load()
-	s := Snapshot{Group: m.group, Partitions: make([]PartitionLag, 0, len(parts))}
+	m.mu.Lock()
+	group, cfg := m.group, m.cfg
+	m.mu.Unlock()
+	s := Snapshot{Group: group, Partitions: make([]PartitionLag, 0, len(parts))}
 	for k, p := range parts {
-		pl := p.snapshot(now, &m.cfg)
+		pl := p.snapshot(now, &cfg)
 		pl.Topic, pl.Partition = k.topic, k.partition
 		s.Partitions = append(s.Partitions, pl)
 		s.Status = max(s.Status, pl.Status)
@@ -520,22 +535,23 @@ func (s Snapshot) healthy() error {
 // Ready returns nil once the Consumer is ready to serve, and an error
 // wrapping ErrNotReady before: until its group gave it an assignment (after
 // a loss, until the next one), while the Consumer is not Ready (a
-// FullReplay catching up, for example), and once Run returned. An assignment without partitions
-// counts: the member is part of its group and takes partitions over when
-// another leaves. A Consumer without a group needs no assignment.
+// FullReplay catching up, for example), and once Run returned. An
+// assignment without partitions counts: the member is part of its group and
+// takes partitions over when another leaves. A Consumer without a group
+// needs no assignment.
 func (m *Monitor) Ready() error {
 	m.mu.Lock()
-	stopped, joined := m.stopped, m.joined
+	stopped, joined, cons, grouped, group := m.stopped, m.joined, m.cons, m.cfg.grouped, m.group
 	m.mu.Unlock()
 	switch {
 	case stopped:
 		return fmt.Errorf("%w: consumer stopped", ErrNotReady)
-	case m.cons == nil:
+	case cons == nil:
 		return fmt.Errorf("%w: not attached to a consumer", ErrNotReady)
-	case m.cfg.grouped && !joined:
-		return fmt.Errorf("%w: no partitions assigned by group %q yet", ErrNotReady, m.group)
+	case grouped && !joined:
+		return fmt.Errorf("%w: no partitions assigned by group %q yet", ErrNotReady, group)
 	}
-	if err := m.cons.Ready(); err != nil {
+	if err := cons.Ready(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	return nil

@@ -9,7 +9,8 @@ import (
 )
 
 // ErrInvalidOption is returned by NewMonitor, wrapped, for a missing or
-// conflicting option.
+// conflicting option, and by Attach for GroupLabel on a Consumer with a
+// group.
 var ErrInvalidOption = errors.New("lag: invalid option")
 
 // Opt configures a Monitor.
