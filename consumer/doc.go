@@ -28,7 +28,7 @@
 //     is no longer bound by the partition count; offsets are then stored
 //     only up to the first record not yet finished. A failing record is
 //     retried with backoff and never skipped by the Consumer itself; package
-//     dlq adds bounded retries and a dead-letter topic as middleware.
+//     dlq adds bounded retries and a dead-letter topic.
 //   - Rebalances. Cooperative-sticky balancing by default. A revoked
 //     partition finishes the record in hand (bounded by RevokeTimeout), its
 //     offsets are committed, then OnRevoked runs; records fetched but not
@@ -39,6 +39,17 @@
 //   - Panics. A handler panic becomes a *PanicError with the stack and is
 //     treated like any other error.
 //
-// Where a Consumer starts after a restart is a Strategy (package recovery);
-// metrics and health come from an Observer (package lag).
+// Components attach to a Consumer in one step, with With: a recovery
+// strategy (package recovery) decides where it starts after a restart, a
+// dead-letter router (package dlq) routes the errors its handler returns, a
+// lag monitor (package lag) gives metrics and health. Each is a Plugin: New
+// hands it an Attachment, from which it learns the Consumer's group, topics
+// and logger and through which it contributes middleware, an Observer,
+// client options, readiness, start positions and start and stop hooks.
+//
+//	c, err := consumer.New(handler,
+//		consumer.Topics("sensor-data"),
+//		consumer.Group("usage"),
+//		consumer.With(strategy, router, monitor),
+//	)
 package consumer

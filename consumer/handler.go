@@ -10,13 +10,16 @@ import (
 
 // A Handler processes one record.
 //
-// Handle is called with the records of one partition in offset order, never
-// concurrently for the same partition. Returning nil means the record's effect
+// With PartitionOrder, the default, Handle is called with the records of one
+// partition in offset order, never concurrently for the same partition. With
+// KeyOrder, records of one key come in offset order and records of
+// different keys of the same partition may be handled concurrently; with
+// Unordered, any records may. Returning nil means the record's effect
 // is done: only then is its offset stored, and stored offsets are committed
 // in the background. Returning an error keeps the offset where it is; the
 // Consumer logs the error and calls Handle again with the same record after a
 // backoff, so a partition never skips a record on its own. Dead-lettering and
-// bounded retries are middleware (package dlq).
+// bounded retries come from a plugin (package dlq).
 //
 // The context is cancelled when the record's partition is lost or revoked and
 // the revoke timeout passes, or when shutdown's drain deadline passes; it is

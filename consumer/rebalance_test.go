@@ -242,8 +242,8 @@ func TestHandlerPanicBecomesAnError(t *testing.T) {
 	rec := newRecorder()
 	h := consumer.HandlerFunc(func(ctx context.Context, r *kgo.Record) error {
 		if r.Offset == 5 && panicked.CompareAndSwap(false, true) {
-			var m map[string]int
-			m["boom"]++ // a real runtime panic: assignment to a nil map
+			var seen []int64
+			seen[r.Offset]++ // a real runtime panic: index out of range
 		}
 		return rec.Handle(ctx, r)
 	})

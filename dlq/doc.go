@@ -3,27 +3,26 @@
 // with backoff, and a circuit breaker stops dead-lettering when failures are
 // systemic. It also re-drives a dead-letter topic back to its source.
 //
-// A Router is consumer middleware; put it first:
+// A Router is a consumer.Plugin; attach it after the recovery strategy, if
+// any. It learns the Consumer's group (written to each dead letter),
+// brokers and logger when it attaches, and flushes its dead letters when
+// Run returns:
 //
-//	router, err := dlq.New(
-//		dlq.SeedBrokers("localhost:9092"),
-//		dlq.Group("usage"), // written to each dead letter
-//	)
+//	router, err := dlq.New()
 //	if err != nil {
 //		return err
 //	}
+//	defer router.Close() // for a Consumer that never runs
 //	c, err := consumer.New(handler,
 //		consumer.SeedBrokers("localhost:9092"),
 //		consumer.Topics("sensor-data"),
 //		consumer.Group("usage"),
-//		consumer.Use(router.Middleware()),
+//		consumer.With(strategy, router),
 //	)
 //	if err != nil {
 //		return err
 //	}
 //	err = c.Run(ctx)
-//	router.Flush(context.Background())
-//	router.Close()
 //
 // Handlers (and decoders) say what an error means by marking it:
 //

@@ -24,9 +24,12 @@
 // record below the high watermarks seen at start (CaughtUp). A
 // CheckpointSkip starts each assigned partition after the checkpoint its
 // CheckpointStore holds, whatever Kafka committed (OutOfOrderStore excepted),
-// and skips records at or below it. A Stateless resumes from the group's committed offsets.
+// and skips records at or below it. A Stateless resumes from the group's
+// committed offsets.
 //
-// Each strategy serves one Consumer and has a Ready method for readiness
+// A strategy is a consumer.Plugin: attach it with consumer.With, first. Each
+// serves one Consumer (a second attach fails with ErrInUse, unless the New
+// that attached it failed) and has a Ready method for readiness
 // probes: it returns nil once partitions are assigned and, for a FullReplay,
 // the replay has caught up, and otherwise an error wrapping ErrNotReady that
 // says why, including partitions left unconsumed because their checkpoint

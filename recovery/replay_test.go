@@ -48,6 +48,11 @@ func TestStrategiesServeOneConsumer(t *testing.T) {
 		if tc.group != "" {
 			opts = append(opts, consumer.Group(tc.group))
 		}
+		// A New that fails after the strategy attached does not keep it.
+		refuse := consumer.PluginFunc(func(*consumer.Attachment) error { return errors.New("refused") })
+		if _, err := consumer.New(newOffsetLog().handler(), append(opts, consumer.With(refuse))...); err == nil {
+			t.Fatalf("%T: New with a refusing plugin succeeded", tc.s)
+		}
 		if _, err := consumer.New(newOffsetLog().handler(), opts...); err != nil {
 			t.Fatalf("%T: first New: %v", tc.s, err)
 		}

@@ -105,15 +105,6 @@ func (k *killer) die() {
 	k.once.Do(func() { close(k.died) })
 }
 
-func (k *killer) hasDied() bool {
-	select {
-	case <-k.died:
-		return true
-	default:
-		return false
-	}
-}
-
 // FullReplay: the last value per key, in memory; a crash loses it all.
 
 type replayWorld struct {

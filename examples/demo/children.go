@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -208,7 +207,12 @@ var services = []string{"producer", "current", "usage", "query", "alerts"}
 func build(ctx context.Context, dir string, race bool) error {
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		// go run passes its GOROOT on to the program it runs.
+		root := os.Getenv("GOROOT")
+		if root == "" {
+			return fmt.Errorf("finding the go command to build the services: %w", err)
+		}
+		goCmd = filepath.Join(root, "bin", "go")
 	}
 	args := []string{"build", "-o", dir + string(filepath.Separator)}
 	if race {
