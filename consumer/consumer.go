@@ -44,6 +44,9 @@ type Consumer struct {
 	// base is Run's context without its cancellation: handler contexts
 	// carry its values.
 	base context.Context
+	// cancelClient cancels the client's context, which ends requests in
+	// flight such as a JoinGroup the broker holds.
+	cancelClient context.CancelFunc
 
 	mu       sync.Mutex
 	workers  map[tp]runner
@@ -218,18 +221,21 @@ func (c *Consumer) Run(ctx context.Context) (err error) {
 
 // start creates the client and starts the plugins.
 func (c *Consumer) start(ctx context.Context) (*kgo.Client, error) {
-	cl, err := kgo.NewClient(c.kopts...)
+	cctx, cancel := context.WithCancel(c.base)
+	c.cancelClient = cancel
+	cl, err := kgo.NewClient(append(c.kopts, kgo.WithContext(cctx))...)
 	if err != nil {
+		cancel()
 		// NewClient connects to nothing: its errors are about options.
 		return nil, fmt.Errorf("%w: creating client: %w", ErrInvalidOption, err)
 	}
 	if err := checkClient(cl); err != nil {
-		cl.Close()
+		c.close(cl)
 		return nil, err
 	}
 	for _, fn := range c.onStart {
 		if err := fn(ctx, cl); err != nil {
-			cl.Close()
+			c.close(cl)
 			return nil, fmt.Errorf("consumer: starting: %w", err)
 		}
 	}
@@ -280,9 +286,18 @@ func (c *Consumer) poll(ctx context.Context) {
 			return
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
+			if gs, ok := errors.AsType[*kgo.ErrGroupSession](err); ok {
+				c.cfg.logger.Warn("group session failed; joining again", "err", gs.Err)
+				return
+			}
 			c.cfg.logger.Warn("fetch error", "topic", topic, "partition", partition, "err", err)
 		})
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if p.Topic == "" {
+				// kgo reports errors of the group or the client as a
+				// partition of no topic; it is not one we own.
+				return
+			}
 			if o := c.observer; o != nil {
 				o.Polled(p)
 			}
@@ -486,12 +501,20 @@ func acceptedOffsets(req *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitRespo
 	return out
 }
 
+// Bounds of the last steps of a shutdown, after the drain: Run returns at
+// most ShutdownTimeout plus their sum after its context is done.
+const (
+	finalCommitTimeout = 5 * time.Second
+	leaveTimeout       = 2 * time.Second // kgo's leave, then our own LeaveGroup
+)
+
 func (c *Consumer) shutdown() error {
 	var errs []error
+	deadline := time.Now().Add(c.cfg.shutdownTimeout)
 	if !c.stopWorkers(c.takeWorkers(nil), c.cfg.shutdownTimeout, false) {
 		errs = append(errs, fmt.Errorf("%w after %v", ErrDrainTimeout, c.cfg.shutdownTimeout))
 	} else if len(c.onDrained) > 0 {
-		ctx, cancel := context.WithTimeout(c.base, c.cfg.shutdownTimeout)
+		ctx, cancel := context.WithDeadline(c.base, deadline)
 		for _, fn := range c.onDrained {
 			if err := fn(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("consumer: stopping: %w", err))
@@ -500,7 +523,7 @@ func (c *Consumer) shutdown() error {
 		cancel()
 	}
 	if c.cfg.group != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.revokeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), finalCommitTimeout)
 		if err := c.commit(ctx, nil); err != nil {
 			errs = append(errs, fmt.Errorf("consumer: final commit: %w", err))
 		}
@@ -510,6 +533,50 @@ func (c *Consumer) shutdown() error {
 		c.pool.close()
 	}
 	c.closing.Store(true)
-	c.cl.Close()
+	c.close(c.cl)
 	return errors.Join(errs...)
+}
+
+// close leaves the group within twice leaveTimeout and closes cl. kgo's
+// leave waits for a JoinGroup in flight, which the broker may hold up to the
+// rebalance timeout (and a broker that lost the member, for good); Close
+// would wait as long. Past leaveTimeout, the Consumer sends the LeaveGroup
+// itself, so that the group does not wait out the session timeout for this
+// member, and cancels the client's context, which ends the join at once.
+func (c *Consumer) close(cl *kgo.Client) {
+	c.leave(cl)
+	cl.Close()
+}
+
+func (c *Consumer) leave(cl *kgo.Client) {
+	if c.cfg.group == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	err := cl.LeaveGroupContext(ctx)
+	cancel()
+	if err == nil {
+		return
+	}
+	member, _ := cl.GroupMetadata()
+	if v := cl.OptValues(kgo.InstanceID); len(v) == 2 && v[1] == true {
+		// A static member keeps its partitions across a restart; leaving
+		// would hand them out.
+		member = ""
+	}
+	if member != "" {
+		req := kmsg.NewPtrLeaveGroupRequest()
+		req.Group = c.cfg.group
+		req.MemberID = member
+		m := kmsg.NewLeaveGroupRequestMember()
+		m.MemberID = member
+		req.Members = append(req.Members, m)
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		if _, lerr := req.RequestWith(ctx, cl); lerr != nil {
+			c.cfg.logger.Warn("leaving the group failed; it waits for this member's session to expire", "err", lerr)
+		}
+		cancel()
+	}
+	c.cfg.logger.Warn("the group leave did not finish in time; closing without it", "err", err)
+	c.cancelClient()
 }
