@@ -135,6 +135,12 @@ func (c *Consumer) clientOpts() []kgo.Opt {
 	if c.cfg.group == "" {
 		return opts
 	}
+	if c.cfg.instanceID != "" {
+		opts = append(opts, kgo.InstanceID(c.cfg.instanceID))
+	}
+	if c.cfg.serverSide {
+		opts = append(opts, kgo.ServerSideBalancer(), kgo.Balancers(kgo.StickyBalancer()))
+	}
 	opts = append(opts,
 		kgo.ConsumerGroup(c.cfg.group),
 		kgo.BlockRebalanceOnPoll(),
@@ -559,9 +565,10 @@ func (c *Consumer) leave(cl *kgo.Client) {
 		return
 	}
 	member, _ := cl.GroupMetadata()
-	if v := cl.OptValues(kgo.InstanceID); len(v) == 2 && v[1] == true {
+	if v := cl.OptValues(kgo.InstanceID); len(v) == 2 && v[1] == true || c.cfg.serverSide {
 		// A static member keeps its partitions across a restart; leaving
-		// would hand them out.
+		// would hand them out. A next-generation member leaves by
+		// heartbeat, which only kgo sends.
 		member = ""
 	}
 	if member != "" {

@@ -42,6 +42,9 @@ type cfg struct {
 	ordering Ordering
 	workers  int
 
+	instanceID string
+	serverSide bool
+
 	logger     *slog.Logger
 	middleware []Middleware
 	plugins    []Plugin
@@ -90,6 +93,40 @@ const (
 	defaultSessionTimeout   = 45 * time.Second
 	defaultRebalanceTimeout = time.Minute
 )
+
+// InstanceID makes the Consumer a static member of its group (KIP-345;
+// Java: group.instance.id): a member that restarts within its session
+// timeout with the same ID gets its partitions back without a rebalance, and
+// nobody else reads them meanwhile. Derive the ID from something stable
+// across restarts and unique in the group: a StatefulSet's pod name, or the
+// host name of a machine that runs one instance. Raise the session timeout
+// (kgo.SessionTimeout) above the time a restart takes; a static member that
+// dies for good holds its partitions until then. A static member leaves no
+// group on shutdown. Two processes with the same ID do not share: the one
+// that joins later fences the other, whose partitions are lost (nothing is
+// committed for them) until it stops. The default is a dynamic member.
+func InstanceID(id string) Opt {
+	return opt(func(c *cfg) {
+		if id == "" {
+			c.errs = append(c.errs, fmt.Errorf("%w: empty InstanceID", ErrInvalidOption))
+		}
+		c.instanceID = id
+	})
+}
+
+// ServerSideBalancer opts into the next-generation consumer group protocol
+// (KIP-848; Java: group.protocol=consumer): the broker assigns partitions
+// and a rebalance no longer stops the whole group, each member reconciling
+// its own assignment through heartbeats. It needs Kafka 4.0 or later (4.3
+// or later is recommended, see kgo.ServerSideBalancer); against an older
+// broker the client keeps the classic protocol. The Consumer balances with
+// kgo.StickyBalancer, which the broker runs as its "uniform" assignor. The
+// hooks, the commit on revoke, lost partitions and rejoins keep their
+// meaning. The default is the classic protocol with cooperative-sticky
+// balancing.
+func ServerSideBalancer() Opt {
+	return opt(func(c *cfg) { c.serverSide = true })
+}
 
 // ClientOpts passes options through to the underlying kgo.Client, for TLS,
 // SASL, fetch sizes, balancers, timeouts and the like. They apply after the
@@ -265,6 +302,9 @@ func (c *cfg) validate() error {
 	}
 	if c.logger == nil {
 		errs = append(errs, fmt.Errorf("%w: nil logger", ErrInvalidOption))
+	}
+	if c.group == "" && (c.instanceID != "" || c.serverSide) {
+		errs = append(errs, fmt.Errorf("%w: InstanceID and ServerSideBalancer need a Group", ErrInvalidOption))
 	}
 	return errors.Join(errs...)
 }

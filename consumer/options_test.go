@@ -100,6 +100,9 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		"inverted backoff":    {consumer.Topics("t"), consumer.RetryBackoff(time.Second, time.Millisecond)},
 		"zero revoke timeout": {consumer.Topics("t"), consumer.RevokeTimeout(0)},
 		"nil logger":          {consumer.Topics("t"), consumer.WithLogger(nil)},
+		"empty instance ID":   {consumer.Topics("t"), consumer.Group("g"), consumer.InstanceID("")},
+		"static, no group":    {consumer.Topics("t"), consumer.InstanceID("a")},
+		"next-gen, no group":  {consumer.Topics("t"), consumer.ServerSideBalancer()},
 	} {
 		if _, err := consumer.New(nop, opts...); !errors.Is(err, consumer.ErrInvalidOption) {
 			t.Errorf("%s: got %v, want ErrInvalidOption", name, err)

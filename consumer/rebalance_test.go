@@ -56,21 +56,36 @@ func (m *member) total() int {
 	return m.n
 }
 
+// protocols are the group protocols every rebalance test runs under.
+var protocols = []struct {
+	name string
+	opts []consumer.Opt
+}{
+	{"classic", nil},
+	{"next-gen", []consumer.Opt{consumer.ServerSideBalancer()}},
+}
+
 func TestRebalanceCommitsRevokedPartitionsBeforeTheyMove(t *testing.T) {
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) { testRebalanceCommits(t, proto.opts) })
+	}
+}
+
+func testRebalanceCommits(t *testing.T, protoOpts []consumer.Opt) {
 	cluster := kafkatest.NewCluster(t, 6, topic)
 	produced := cluster.ProduceSeq(t, topic, 6000, 300)
 	a, b := newMember(), newMember()
 	var revokedA atomic.Int64
-	ca, err := consumer.New(a, testOpts(cluster, "g",
+	ca, err := consumer.New(a, testOpts(cluster, "g", append([]consumer.Opt{
 		consumer.OnAssigned(a.assigned),
 		consumer.OnRevoked(func(_ context.Context, ps map[string][]int32) { revokedA.Add(int64(len(ps[topic]))) }),
-	)...)
+	}, protoOpts...)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopA := kafkatest.Run(t, ca)
 	kafkatest.WaitFor(t, 20*time.Second, "the first member to get going", func() bool { return a.total() >= 600 })
-	cb, err := consumer.New(b, testOpts(cluster, "g", consumer.OnAssigned(b.assigned))...)
+	cb, err := consumer.New(b, testOpts(cluster, "g", append([]consumer.Opt{consumer.OnAssigned(b.assigned)}, protoOpts...)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +140,12 @@ func TestRebalanceCommitsRevokedPartitionsBeforeTheyMove(t *testing.T) {
 }
 
 func TestLostPartitionsAreNotCommitted(t *testing.T) {
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) { testLostPartitions(t, proto.name != "classic", proto.opts) })
+	}
+}
+
+func testLostPartitions(t *testing.T, nextGen bool, protoOpts []consumer.Opt) {
 	cluster := kafkatest.NewCluster(t, 2, topic)
 	cluster.ProduceSeq(t, topic, 200, 10)
 	commits := cluster.CountRequests(kmsg.OffsetCommit)
@@ -132,11 +153,11 @@ func TestLostPartitionsAreNotCommitted(t *testing.T) {
 	lost := make(chan struct{})
 	var lostOnce sync.Once
 	var assignments atomic.Int64
-	c, err := consumer.New(rec, testOpts(cluster, "g",
+	c, err := consumer.New(rec, testOpts(cluster, "g", append([]consumer.Opt{
 		consumer.CommitInterval(time.Hour),
 		consumer.OnAssigned(func(context.Context, map[string][]int32) { assignments.Add(1) }),
 		consumer.OnLost(func(context.Context, map[string][]int32) { lostOnce.Do(func() { close(lost) }) }),
-	)...)
+	}, protoOpts...)...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,11 +166,28 @@ func TestLostPartitionsAreNotCommitted(t *testing.T) {
 
 	// The session expires: the broker answers a heartbeat with
 	// UNKNOWN_MEMBER_ID, and the member has lost its partitions.
-	cluster.ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		resp := req.(*kmsg.HeartbeatRequest).ResponseKind().(*kmsg.HeartbeatResponse)
-		resp.ErrorCode = kerr.UnknownMemberID.Code
-		return resp, nil, true
-	})
+	if nextGen {
+		var once sync.Once
+		cluster.ControlKey(kmsg.ConsumerGroupHeartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			handled := false
+			var resp kmsg.Response
+			once.Do(func() {
+				r := req.(*kmsg.ConsumerGroupHeartbeatRequest).ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+				r.ErrorCode = kerr.UnknownMemberID.Code
+				resp, handled = r, true
+			})
+			if !handled {
+				cluster.KeepControl()
+			}
+			return resp, nil, handled
+		})
+	} else {
+		cluster.ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			resp := req.(*kmsg.HeartbeatRequest).ResponseKind().(*kmsg.HeartbeatResponse)
+			resp.ErrorCode = kerr.UnknownMemberID.Code
+			return resp, nil, true
+		})
+	}
 	select {
 	case <-lost:
 	case <-time.After(20 * time.Second):

@@ -27,7 +27,16 @@ type Cluster struct {
 // with partitions partitions. It is closed when the test ends.
 func NewCluster(t testing.TB, partitions int32, topics ...string) *Cluster {
 	t.Helper()
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100 * time.Millisecond)}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+		// Next-generation (KIP-848) members heartbeat and expire as fast
+		// as the classic members of the tests.
+		kfake.BrokerConfigs(map[string]string{
+			"group.consumer.heartbeat.interval.ms": "100",
+			"group.consumer.session.timeout.ms":    "1000",
+		}),
+	}
 	if len(topics) > 0 {
 		opts = append(opts, kfake.SeedTopics(partitions, topics...))
 	}
