@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("alerts", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg svc.Config
-	cfg.Register(fs, "127.0.0.1:8093", svc.Kafka|svc.Registry)
+	cfg.Register(fs, "127.0.0.1:8093", svc.Kafka|svc.Registry|svc.Group)
 	group := fs.String("group", "alerts", "consumer group")
 	topic := fs.String("topic", telemetry.AlertsTopic, "topic to publish alerts to")
 	site := telemetry.DefaultSite
@@ -117,14 +117,14 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		published.Inc()
 		return nil
 	})
-	c, err := consumer.New(h,
+	c, err := consumer.New(h, append([]consumer.Opt{
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(telemetry.Topic),
 		consumer.Group(*group),
 		consumer.With(strategy, router, monitor),
 		consumer.WithLogger(logger),
 		consumer.ClientOpts(kgo.SessionTimeout(*session), kgo.HeartbeatInterval(min(3*time.Second, *session/10))),
-	)
+	}, cfg.GroupOpts()...)...)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg config
-	cfg.Register(fs, "127.0.0.1:8092", svc.Kafka|svc.Registry|svc.Mongo)
+	cfg.Register(fs, "127.0.0.1:8092", svc.Kafka|svc.Registry|svc.Mongo|svc.Group)
 	fs.StringVar(&cfg.group, "group", "", `consumer group (default "usage", or "usage-naive" with -naive)`)
 	fs.StringVar(&cfg.database, "database", "", `MongoDB database (default "telemetry", or "telemetry_naive" with -naive)`)
 	fs.StringVar(&cfg.start, "start", "earliest", "where a partition without a checkpoint (with -naive: without a commit) starts: earliest or latest; the field used latest")
@@ -166,7 +166,7 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 	if err != nil {
 		return err
 	}
-	c, err := consumer.New(serde.Handle(codec, st.apply),
+	c, err := consumer.New(serde.Handle(codec, st.apply), append([]consumer.Opt{
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(telemetry.Topic),
 		consumer.Group(cfg.group),
@@ -180,7 +180,7 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 		consumer.OnLost(st.lost),
 		consumer.WithLogger(logger),
 		consumer.ClientOpts(sessionOpts(cfg.session)...),
-	)
+	}, cfg.GroupOpts()...)...)
 	if err != nil {
 		return err
 	}

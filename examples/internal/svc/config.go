@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/kconsumer/kconsumer/consumer"
 )
 
 // Needs says which dependencies a service connects to; Register adds only
@@ -22,6 +24,7 @@ const (
 	Kafka Needs = 1 << iota
 	Registry
 	Mongo
+	Group // a consumer group member: static membership and the group protocol
 )
 
 // Config is what every service reads from flags, with the environment
@@ -34,6 +37,8 @@ type Config struct {
 	LogFormat   string
 	LogLevel    slog.Level
 	DialTimeout time.Duration
+	InstanceID  string // static group membership; empty for a dynamic member
+	NextGen     bool   // the KIP-848 group protocol
 }
 
 // Register adds the flags of the given dependencies, of the HTTP server
@@ -54,6 +59,12 @@ func (c *Config) Register(fs *flag.FlagSet, httpAddr string, needs Needs) {
 	if needs&Mongo != 0 {
 		fs.StringVar(&c.MongoURI, "mongo", env("MONGODB_URI", "mongodb://127.0.0.1:27017"), "MongoDB connection string ($MONGODB_URI)")
 	}
+	if needs&Group != 0 {
+		fs.StringVar(&c.InstanceID, "instance-id", env("INSTANCE_ID", ""),
+			"static group membership: a stable ID unique in the group, such as the pod name; a restart within the session timeout keeps the partitions ($INSTANCE_ID)")
+		fs.BoolVar(&c.NextGen, "next-gen", env("GROUP_PROTOCOL", "") == "consumer",
+			"use the KIP-848 group protocol (Kafka 4.0+; $GROUP_PROTOCOL=consumer)")
+	}
 	fs.StringVar(&c.HTTPAddr, "http", env("HTTP_ADDR", httpAddr), "address of the HTTP server with /metrics, /healthz and /readyz ($HTTP_ADDR); empty disables it")
 	fs.StringVar(&c.LogFormat, "log-format", env("LOG_FORMAT", "text"), "log format, text or json ($LOG_FORMAT)")
 	c.LogLevel = slog.LevelInfo
@@ -65,6 +76,18 @@ func (c *Config) Register(fs *flag.FlagSet, httpAddr string, needs Needs) {
 	if needs != 0 {
 		fs.DurationVar(&c.DialTimeout, "dial-timeout", c.DialTimeout, "how long to try reaching each dependency at start before giving up")
 	}
+}
+
+// GroupOpts returns the consumer options of the group flags.
+func (c Config) GroupOpts() []consumer.Opt {
+	var opts []consumer.Opt
+	if c.InstanceID != "" {
+		opts = append(opts, consumer.InstanceID(c.InstanceID))
+	}
+	if c.NextGen {
+		opts = append(opts, consumer.ServerSideBalancer())
+	}
+	return opts
 }
 
 // Check reports configuration that cannot work.
