@@ -81,5 +81,12 @@
 //	kconsumer_dlq_breaker_opens_total
 //
 // With a Registerer, franz-go's client metrics from plugin/kprom are
-// registered too, as kconsumer_kgo_*.
+// registered too, as kconsumer_kgo_*, except kprom's two buffered-records
+// gauges, whose _total suffix promtool check metrics refuses on a gauge;
+// the Monitor exports them as
+//
+//	kconsumer_kgo_buffered_fetch_records
+//	kconsumer_kgo_buffered_produce_records
+//
+// Every series passes promtool check metrics (a test checks it).
 package lag
