@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	st.Partitions = int32(*partitions)
 	logger := cfg.Logger(stderr, "devstack")
 	st.Logger = svc.Config{LogFormat: cfg.LogFormat, LogLevel: max(cfg.LogLevel, ferretLevel)}.Logger(stderr, "devstack").With("component", "ferretdb")
+	st.JanitorLogger = logger
 	if st.MongoAddr != "" && !*keep {
 		if err := removeData(st.DataDir); err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/kconsumer/kconsumer/examples/internal/svc"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
+	"github.com/kconsumer/kconsumer/internal/brokerfix"
 )
 
 // Config says what to start. An empty address skips that server; port 0
@@ -35,6 +36,9 @@ type Config struct {
 	// accepts; short sessions let a killed member's partitions move soon.
 	SessionFloor time.Duration
 	Logger       *slog.Logger // FerretDB's logger; nil discards its logs
+	// JanitorLogger gets the Kafka session janitor's logs (a line per
+	// group member it removes); nil uses slog.Default().
+	JanitorLogger *slog.Logger
 }
 
 // Stack is a running dev stack.
@@ -43,10 +47,11 @@ type Stack struct {
 	RegistryURL string
 	MongoURI    string
 
-	kafka    *kfake.Cluster
-	registry *http.Server
-	stop     context.CancelFunc
-	done     []chan struct{}
+	kafka       *kfake.Cluster
+	stopJanitor func()
+	registry    *http.Server
+	stop        context.CancelFunc
+	done        []chan struct{}
 }
 
 // Start starts the servers cfg names. Kafka starts with the topics the
@@ -105,6 +110,18 @@ func (s *Stack) startKafka(cfg Config) error {
 		return fmt.Errorf("starting Kafka on %s: %w", cfg.KafkaAddr, err)
 	}
 	s.Brokers = s.kafka.ListenAddrs()[0]
+	// kfake leaves a consumer killed while its JoinGroup is parked in the
+	// group without a session timer when its answer is lost, holding its
+	// partitions for good; the janitor removes such members at their
+	// session timeout, as a real broker does (see internal/brokerfix).
+	// It must start before any client connects, to see every join.
+	logger := cfg.JanitorLogger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if s.stopJanitor, err = brokerfix.Start(context.Background(), s.kafka, brokerfix.WithLogger(logger.With("component", "brokerfix"))); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -183,6 +200,9 @@ func (s *Stack) Close() {
 	s.stop()
 	if s.registry != nil {
 		_ = s.registry.Close()
+	}
+	if s.stopJanitor != nil {
+		s.stopJanitor() // before the cluster: its requests would fail
 	}
 	if s.kafka != nil {
 		s.kafka.Close()
