@@ -28,7 +28,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // newRouter returns a Router on the cluster for group, closed when the test
 // ends.
-func newRouter(t *testing.T, c *kafkatest.Cluster, opts ...dlq.RouterOpt) *dlq.Router {
+func newRouter(t testing.TB, c *kafkatest.Cluster, opts ...dlq.RouterOpt) *dlq.Router {
 	t.Helper()
 	base := []dlq.RouterOpt{dlq.SeedBrokers(c.Addrs...), dlq.WithLogger(quiet)}
 	r, err := dlq.New(append(base, opts...)...)
@@ -50,7 +50,7 @@ func consumerOpts(c *kafkatest.Cluster, r *dlq.Router, extra ...consumer.Opt) []
 }
 
 // start creates and runs a consumer with h behind the router.
-func start(t *testing.T, c *kafkatest.Cluster, r *dlq.Router, h consumer.Handler, extra ...consumer.Opt) (stop func() error) {
+func start(t testing.TB, c *kafkatest.Cluster, r *dlq.Router, h consumer.Handler, extra ...consumer.Opt) (stop func() error) {
 	t.Helper()
 	cons, err := consumer.New(h, consumerOpts(c, r, extra...)...)
 	if err != nil {

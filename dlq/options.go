@@ -84,6 +84,7 @@ type routerCfg struct {
 	topicFor     func(topic string) string
 	classify     func(error) fault.Class
 	maxAttempts  int
+	uncertainFor time.Duration
 	writeTimeout time.Duration
 	breaker      breakerCfg
 	onState      func(from, to fault.BreakerState)
@@ -95,6 +96,7 @@ func defaultRouterCfg() routerCfg {
 		topicFor:     func(topic string) string { return topic + ".dlq" },
 		classify:     func(error) fault.Class { return fault.Unclassified },
 		maxAttempts:  5,
+		uncertainFor: time.Minute,
 		writeTimeout: 10 * time.Second,
 		breaker:      breakerCfg{window: 20, threshold: 0.5, coolDown: 30 * time.Second},
 	}
@@ -114,21 +116,49 @@ func DeadLetterTopic(fn func(topic string) string) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.topicFor = fn })
 }
 
-// Classify sets how errors that carry no mark (fault.MarkPoison, fault.MarkRetriable)
-// are classified. fault.Poison goes to the dead-letter topic at once, fault.Retriable is
-// retried until it succeeds, fault.Unclassified is retried up to MaxAttempts and
-// then dead-lettered. The default classifies every unmarked error as
-// fault.Unclassified. Handler panics skip the classifier: they are retried up to
-// MaxAttempts and then dead-lettered as fault.Poison.
+// Classify sets how errors that carry no mark (fault.MarkPoison,
+// fault.MarkRetriable, fault.MarkUncertain) are classified; the classes
+// then mean what they mean for marked errors (see the decision table in the
+// package documentation): fault.Poison goes to the dead-letter topic at
+// once, fault.Retriable is retried until it succeeds, fault.Uncertain is
+// retried for UncertainFor and then dead-lettered, fault.Unclassified is
+// retried up to MaxAttempts times and then dead-lettered. The default
+// classifies every unmarked error as fault.Unclassified. Handler panics
+// skip the classifier: they are retried up to MaxAttempts times and then
+// dead-lettered as fault.Poison.
 func Classify(fn func(err error) fault.Class) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.classify = fn })
 }
 
-// MaxAttempts sets how many times a record whose handler fails with an
-// fault.Unclassified error or a panic is handled before it is dead-lettered; the
-// default is 5. The Consumer's RetryBackoff spaces the attempts.
+// MaxAttempts sets how many times a record whose handler fails with a
+// fault.Unclassified error or a panic is handled before it is
+// dead-lettered, and how many failed attempts in a row of a fault.Retriable
+// error count as one failure for the circuit breaker (the record is still
+// retried; it is never dead-lettered); the default is 5. The Consumer's
+// RetryBackoff spaces the attempts.
 func MaxAttempts(n int) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.maxAttempts = n })
+}
+
+// UncertainFor sets how long a record whose handler fails with a
+// fault.Uncertain error (fault.MarkUncertain: a schema ID the registry does
+// not know yet, say) is retried before it is dead-lettered, with
+// HeaderClass poison; the default is 1 minute, and 0 dead-letters such a
+// record at its first failure. The Consumer's RetryBackoff spaces the
+// attempts. The time is shared by a partition's run of records that fail
+// uncertain one after another (no record of the partition handled
+// successfully in between, no pause as long as d between failures): the
+// first record of the run waits d, those after it are dead-lettered as soon
+// as they fail once the run is d old. Each such dead letter counts as a
+// failure for the circuit breaker: when every record is uncertain (a
+// registry pointed at the wrong cluster), the breaker stops the flood.
+//
+// A minute is far more than a registry replica normally lags behind (well
+// under a second) and covers a registry restart or failover, while it
+// bounds how long a partition stalls on a run of records that will never
+// decode; with the default RetryBackoff it is about a dozen attempts.
+func UncertainFor(d time.Duration) RouterOpt {
+	return routerOpt(func(c *routerCfg) { c.uncertainFor = d })
 }
 
 // WriteTimeout bounds one attempt to write a dead letter; the default is
@@ -141,25 +171,37 @@ func WriteTimeout(d time.Duration) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.writeTimeout = d })
 }
 
-// Breaker configures the circuit breaker: when at least threshold (0 < t <=
-// 1) of the last window records failed for good, the breaker opens. While
-// open, nothing is dead-lettered and no record is handled: every partition
-// holds its record, which pauses consumption. After coolDown, the first
-// record offered again (the Consumer's RetryBackoff spaces the offers) is let
-// through as a probe: success closes the breaker, failure opens it for
-// another coolDown. A probe that fails with an error marked poison
-// (fault.MarkPoison, or a decoder's poison error) is dead-lettered all the same:
-// it would fail every probe, and on a partition with nothing else in hand
-// it would hold the breaker open for good. A systemic failure that marks
-// records poison thus still sends one record per coolDown to the
-// dead-letter topic; unmarked errors and panics send none. Only the outcome
-// of a record counts, not each attempt. The defaults are a window of 20, a
-// threshold of 0.5 and a cool-down of 30 s.
+// Breaker configures the circuit breaker. It keeps the outcomes of the
+// last window records, across partitions, one per record: a success, or a
+// failure that outlived its retries (an unclassified error or a panic that
+// used up MaxAttempts; a retriable error each time it has failed
+// MaxAttempts times in a row; an uncertain error still failing after
+// UncertainFor). When at least threshold (0 < t <= 1) of a full window are
+// failures, the breaker opens: no record is handled, so nothing more is
+// dead-lettered, and every partition holds its record, which pauses
+// consumption. After coolDown, the first record offered again (the
+// Consumer's RetryBackoff spaces the offers) is let through as a probe:
+// success closes the breaker, failure opens it for another coolDown.
 //
-// With KeyOrder or Unordered, records that fail fast (a decode error)
-// finish before slower ones in flight, so at the start of a backlog a
-// window not much larger than Workers can fill with them; size it to a few
-// times Workers.
+// Poison never counts: a record whose error is marked or classified
+// fault.Poison is dead-lettered at once, and as a probe it gives no
+// verdict, so that the next record probes. A run of poison records
+// therefore never opens the breaker. A systemic failure that marks records
+// poison is not caught either: mark an error poison only when the record
+// alone is at fault, and fault.MarkUncertain when it may be systemic.
+//
+// A probe that fails with an uncertain error whose time is up is
+// dead-lettered all the same, as it would fail every probe and, on a
+// partition with nothing else in hand, hold the breaker open for good: a
+// systemic failure that marks records uncertain sends one record per
+// coolDown to the dead-letter topic. Unmarked errors, retriable errors and
+// panics send none; the probe is held. The defaults are a window of 20, a
+// threshold of 0.5 and a cool-down of 30 s. See the decision table in the
+// package documentation.
+//
+// With KeyOrder or Unordered, records that fail fast finish before slower
+// ones in flight, so at the start of a backlog a window not much larger
+// than Workers can fill with them; size it to a few times Workers.
 func Breaker(window int, threshold float64, coolDown time.Duration) RouterOpt {
 	return routerOpt(func(c *routerCfg) {
 		c.breaker = breakerCfg{window: window, threshold: threshold, coolDown: coolDown}
@@ -192,6 +234,9 @@ func (c *routerCfg) validate() error {
 	}
 	if c.maxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("%w: MaxAttempts(%d) must be at least 1", ErrInvalidOption, c.maxAttempts))
+	}
+	if c.uncertainFor < 0 {
+		errs = append(errs, fmt.Errorf("%w: UncertainFor(%v) must not be negative", ErrInvalidOption, c.uncertainFor))
 	}
 	if c.writeTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("%w: WriteTimeout(%v) must be positive", ErrInvalidOption, c.writeTimeout))
@@ -264,7 +309,10 @@ func (c *redriveCfg) validate() error {
 		errs = append(errs, fmt.Errorf("%w: Offsets(%d, %d) needs 0 <= from < to, or to < 0", ErrInvalidOption, c.from, c.to))
 	}
 	for _, cl := range c.classes {
-		if cl < fault.Unclassified || cl > fault.Poison {
+		switch {
+		case cl == fault.Uncertain:
+			errs = append(errs, fmt.Errorf("%w: no dead letter has class %v: a Router writes uncertain records as poison", ErrInvalidOption, cl))
+		case cl < fault.Unclassified || cl > fault.Uncertain:
 			errs = append(errs, fmt.Errorf("%w: unknown class %d", ErrInvalidOption, int(cl)))
 		}
 	}

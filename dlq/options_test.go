@@ -21,6 +21,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	cases := map[string][]dlq.RouterOpt{
 		"zero attempts":       {dlq.MaxAttempts(0)},
 		"zero write timeout":  {dlq.WriteTimeout(0)},
+		"negative uncertain":  {dlq.UncertainFor(-time.Second)},
 		"threshold above one": {dlq.Breaker(10, 1.5, time.Second)},
 		"empty window":        {dlq.Breaker(0, 0.5, time.Second)},
 		"no cool-down":        {dlq.Breaker(10, 0.5, 0)},
@@ -58,6 +59,7 @@ func TestRedriveRefusesBadOptions(t *testing.T) {
 		"reversed range":  {dlq.Offsets(10, 5)},
 		"negative from":   {dlq.Offsets(-1, 5)},
 		"unknown class":   {dlq.Classes(fault.Class(9))},
+		"uncertain class": {dlq.Classes(fault.Uncertain)}, // written as poison
 		"zero batch size": {dlq.BatchSize(0)},
 	}
 	for name, opts := range cases {

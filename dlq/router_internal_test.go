@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -68,5 +69,26 @@ func TestRecordWithoutDeadLetterTopicIsKept(t *testing.T) {
 		if err := h.Handle(context.Background(), rec); err == nil || !strings.Contains(err.Error(), "no dead-letter topic for t") {
 			t.Fatalf("Handle = %v, want an error naming the missing dead-letter topic", err)
 		}
+	}
+}
+
+// The Router's own producer does not linger: it waits for each dead letter
+// before the next, so a linger would cap the rate of each partition.
+func TestOwnProducerDoesNotLinger(t *testing.T) {
+	for _, c := range []struct {
+		opts []RouterOpt
+		want time.Duration
+	}{
+		{[]RouterOpt{SeedBrokers("127.0.0.1:1")}, 0},
+		{[]RouterOpt{SeedBrokers("127.0.0.1:1"), ClientOpts(kgo.ProducerLinger(5 * time.Millisecond))}, 5 * time.Millisecond},
+	} {
+		r, err := New(c.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.cl.OptValue(kgo.ProducerLinger); got != c.want {
+			t.Errorf("linger %v, want %v", got, c.want)
+		}
+		r.Close()
 	}
 }
