@@ -32,6 +32,11 @@
 // readiness (Consumer.Ready: a recovery strategy once caught up), and fails
 // /healthz and /readyz once Run returned. A Monitor observes one Consumer.
 //
+// While that router's circuit breaker is open, /readyz fails with the
+// breaker's reason and /healthz does not: the failure is downstream, and a
+// restart would not mend it. A record the breaker holds (fault.ErrHeld) is
+// counted as a hold, not a handler error, and its partition as paused.
+//
 // Each partition gets a Status in the spirit of Burrow: OK, WARN (lag
 // growing), REWIND (offset went back), ERR (fetch or commit failing), STALL
 // (active but stuck on a record) or STOP (nothing moves while records
@@ -57,14 +62,15 @@
 //	kconsumer_partition_status{topic, partition}   0 OK … 5 STOP
 //	kconsumer_group_status
 //	kconsumer_assigned_partitions
-//	kconsumer_paused_partitions
+//	kconsumer_paused_partitions                    by backpressure or the open breaker
 //	kconsumer_in_flight_records, kconsumer_in_flight_records_peak, kconsumer_key_queue_max
 //	kconsumer_healthy, kconsumer_ready, kconsumer_recovery_ready
 //
 // Handling and committing:
 //
 //	kconsumer_records_handled_total{topic}
-//	kconsumer_handler_errors_total{topic, class}   poison, retriable, unclassified
+//	kconsumer_handler_errors_total{topic, class}   poison, retriable, uncertain, unclassified
+//	kconsumer_breaker_holds_total{topic}           records the open breaker held
 //	kconsumer_handler_retries_total{topic}
 //	kconsumer_handler_duration_seconds{topic}      histogram
 //	kconsumer_rebalances_total{event}              assigned, revoked, lost
@@ -75,10 +81,11 @@
 // Dead letters, when a dead-letter router (a *dlq.Router) is attached to the
 // same Consumer:
 //
-//	kconsumer_dlq_records_total
+//	kconsumer_dlq_records_total{class}
 //	kconsumer_dlq_write_failures_total
 //	kconsumer_dlq_breaker_state                    0 closed, 1 open, 2 half-open
 //	kconsumer_dlq_breaker_opens_total
+//	kconsumer_dlq_breaker_held_partitions
 //
 // With a Registerer, franz-go's client metrics from plugin/kprom are
 // registered too, as kconsumer_kgo_*, except kprom's two buffered-records

@@ -24,15 +24,17 @@ var durationBuckets = [...]float64{.0001, .00025, .0005, .001, .0025, .005, .01,
 // contend on them, and summed by topic at each scrape.
 type counts struct {
 	handled uint64
-	errors  [3]uint64 // by fault.Class
+	errors  [fault.Uncertain + 1]uint64 // by fault.Class
+	holds   uint64                      // calls the breaker held (fault.ErrHeld)
 	retries uint64
 	n       uint64  // handler calls, for the histogram
 	sum     float64 // seconds in handler calls
 	buckets [len(durationBuckets)]uint64
 }
 
-// record counts one handler call.
-func (c *counts) record(took time.Duration, failed bool, class fault.Class, retry bool) {
+// record counts one handler call; held says the breaker held the record and
+// the handler was not called, which is no handler error.
+func (c *counts) record(took time.Duration, failed bool, class fault.Class, retry, held bool) {
 	s := took.Seconds()
 	c.n++
 	c.sum += s
@@ -45,6 +47,8 @@ func (c *counts) record(took time.Duration, failed bool, class fault.Class, retr
 	switch {
 	case !failed:
 		c.handled++
+	case held:
+		c.holds++
 	case class >= 0 && int(class) < len(c.errors):
 		c.errors[class]++
 	default:
@@ -54,6 +58,7 @@ func (c *counts) record(took time.Duration, failed bool, class fault.Class, retr
 
 func (c *counts) add(o *counts) {
 	c.handled += o.handled
+	c.holds += o.holds
 	c.retries += o.retries
 	c.n += o.n
 	c.sum += o.sum
@@ -77,6 +82,7 @@ type metrics struct {
 	partStatus, groupStatus           *prometheus.Desc
 	healthy, ready, recoveryReady     *prometheus.Desc
 	handled, errors, retries, handler *prometheus.Desc
+	holds, dlqHeld                    *prometheus.Desc
 	rebalances, commits, commitFails  *prometheus.Desc
 	paused, assigned                  *prometheus.Desc
 	dlqRecords, dlqFailures           *prometheus.Desc
@@ -112,14 +118,16 @@ func newMetrics(m *Monitor) *metrics {
 		recoveryReady:   desc("kconsumer_recovery_ready", "1 while the consumer's plugins report it ready (a recovery strategy once caught up); 1 without such a condition."),
 		handled:         desc("kconsumer_records_handled_total", "Records the handler returned nil for.", "topic"),
 		errors:          desc("kconsumer_handler_errors_total", "Handler calls that returned an error, by error class.", "topic", "class"),
+		holds:           desc("kconsumer_breaker_holds_total", "Records the open dead-letter circuit breaker held instead of handling.", "topic"),
+		dlqHeld:         desc("kconsumer_dlq_breaker_held_partitions", "Partitions whose next record the open dead-letter circuit breaker holds."),
 		retries:         desc("kconsumer_handler_retries_total", "Handler calls for a record whose previous call failed.", "topic"),
 		handler:         desc("kconsumer_handler_duration_seconds", "Duration of handler calls.", "topic"),
 		rebalances:      desc("kconsumer_rebalances_total", "Partition assignments, revocations and losses.", "event"),
 		commits:         desc("kconsumer_commits_total", "Offset commits accepted by the broker."),
 		commitFails:     desc("kconsumer_commit_failures_total", "Offset commits that failed in whole or in part."),
-		paused:          desc("kconsumer_paused_partitions", "Partitions whose fetching is paused by backpressure."),
+		paused:          desc("kconsumer_paused_partitions", "Partitions whose fetching is paused by backpressure, or whose next record the open dead-letter circuit breaker holds."),
 		assigned:        desc("kconsumer_assigned_partitions", "Partitions the consumer owns."),
-		dlqRecords:      desc("kconsumer_dlq_records_total", "Records written to a dead-letter topic and acknowledged."),
+		dlqRecords:      desc("kconsumer_dlq_records_total", "Records written to a dead-letter topic and acknowledged, by the class of their error.", "class"),
 		dlqFailures:     desc("kconsumer_dlq_write_failures_total", "Dead-letter writes that failed and are retried."),
 		dlqBreaker:      desc("kconsumer_dlq_breaker_state", "State of the dead-letter circuit breaker: 0 closed, 1 open, 2 half-open."),
 		dlqOpens:        desc("kconsumer_dlq_breaker_opens_total", "Times the dead-letter circuit breaker opened."),
@@ -141,12 +149,12 @@ func (x *metrics) descs() []*prometheus.Desc {
 	ds := []*prometheus.Desc{
 		x.offset, x.lag, x.lagSeconds, x.maxLag, x.maxLagSeconds, x.sumLag,
 		x.hwm, x.logStart, x.processed, x.held, x.partStatus, x.groupStatus,
-		x.healthy, x.ready, x.recoveryReady, x.handled, x.errors, x.retries, x.handler,
+		x.healthy, x.ready, x.recoveryReady, x.handled, x.errors, x.holds, x.retries, x.handler,
 		x.rebalances, x.commits, x.commitFails, x.paused, x.assigned,
 		x.inFlight, x.inFlightPeak, x.keyQueue, x.bufferedFetch, x.bufferedProduce,
 	}
 	if x.m.dead != nil {
-		ds = append(ds, x.dlqRecords, x.dlqFailures, x.dlqBreaker, x.dlqOpens)
+		ds = append(ds, x.dlqRecords, x.dlqFailures, x.dlqBreaker, x.dlqOpens, x.dlqHeld)
 	}
 	return ds
 }
@@ -210,6 +218,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(x.errors, float64(n), topic, fault.Class(class).String())
 		}
 		counter(x.retries, float64(c.retries), topic)
+		counter(x.holds, float64(c.holds), topic)
 		buckets := make(map[float64]uint64, len(durationBuckets))
 		var cum uint64
 		for i, le := range durationBuckets {
@@ -225,7 +234,10 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(x.commitFails, float64(m.commitFailures.Load()))
 	if d := m.dead; d != nil {
 		st := d.RouterStats()
-		counter(x.dlqRecords, float64(st.DeadLettered))
+		for class, n := range st.DeadLetteredByClass {
+			counter(x.dlqRecords, float64(n), fault.Class(class).String())
+		}
+		gauge(x.dlqHeld, float64(st.Held))
 		counter(x.dlqFailures, float64(st.WriteFailures))
 		gauge(x.dlqBreaker, breakerValue(st.Breaker))
 		counter(x.dlqOpens, float64(st.BreakerOpens))

@@ -39,7 +39,10 @@ type deadLetters struct{ n atomic.Int64 }
 func (d *deadLetters) Attach(*consumer.Attachment) error { return nil }
 
 func (d *deadLetters) RouterStats() fault.RouterStats {
-	return fault.RouterStats{DeadLettered: d.n.Load(), Breaker: fault.BreakerOpen, BreakerOpens: 1}
+	n := d.n.Load()
+	st := fault.RouterStats{DeadLettered: n, Breaker: fault.BreakerOpen, BreakerOpens: 1, Held: 1, Reason: "sink down"}
+	st.DeadLetteredByClass[fault.Poison] = n
+	return st
 }
 
 // scrape GETs /metrics from srv and parses it with the Prometheus text
@@ -170,12 +173,12 @@ func TestScrapeParsesWithNamedSeries(t *testing.T) {
 		"kafka_consumergroup_group_sum_lag":         0,
 		"kconsumer_group_status":                    0,
 		"kconsumer_healthy":                         1,
-		"kconsumer_ready":                           1,
+		"kconsumer_ready":                           0, // the breaker is open
 		"kconsumer_recovery_ready":                  1,
 		"kconsumer_assigned_partitions":             2,
 		"kconsumer_paused_partitions":               0,
-		"kconsumer_dlq_records_total":               2,
 		"kconsumer_dlq_breaker_state":               1,
+		"kconsumer_dlq_breaker_held_partitions":     1,
 		"kconsumer_dlq_breaker_opens_total":         1,
 		"kconsumer_in_flight_records":               0,
 		"kconsumer_in_flight_records_peak":          float64(c.Stats().PeakInFlight),
@@ -208,6 +211,10 @@ func TestScrapeParsesWithNamedSeries(t *testing.T) {
 	checkCounter("kconsumer_handler_errors_total", tl("class", "poison"), 1)
 	checkCounter("kconsumer_handler_errors_total", tl("class", "retriable"), 1)
 	checkCounter("kconsumer_handler_errors_total", tl("class", "unclassified"), 0)
+	checkCounter("kconsumer_handler_errors_total", tl("class", "uncertain"), 0)
+	checkCounter("kconsumer_breaker_holds_total", tl(), 0)
+	checkCounter("kconsumer_dlq_records_total", map[string]string{"group": group, "class": "poison"}, 2)
+	checkCounter("kconsumer_dlq_records_total", map[string]string{"group": group, "class": "retriable"}, 0)
 	checkCounter("kconsumer_handler_retries_total", tl(), 2)
 	checkCounter("kconsumer_handler_duration_seconds", tl(), float64(len(produced)+2))
 	checkCounter("kconsumer_rebalances_total", map[string]string{"group": group, "event": "assigned"}, 1)

@@ -180,6 +180,7 @@ type part struct {
 	fetchErr  error
 	commitErr error
 	paused    bool
+	breaker   bool // the dead-letter breaker held the last call's record
 	counts    counts
 }
 
@@ -282,21 +283,24 @@ func (m *Monitor) Polled(fp kgo.FetchTopicPartition) {
 // succeeded, moves the partition's processed offset past the record.
 func (m *Monitor) Handled(r *kgo.Record, took time.Duration, err error) {
 	class := fault.Unclassified
+	held := false
 	if err != nil {
 		class = fault.ClassOf(err)
+		held = errors.Is(err, fault.ErrHeld)
 	}
 	p := m.lookup(r.Topic, r.Partition)
 	if p == nil {
 		// A handler abandoned when its partition was lost returned late.
 		m.mu.Lock()
-		m.retiredCounts(r.Topic).record(took, err != nil, class, false)
+		m.retiredCounts(r.Topic).record(took, err != nil, class, false, held)
 		m.mu.Unlock()
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.breaker = held
 	retry, next := p.held.settle(r.Offset, err == nil)
-	p.counts.record(took, err != nil, class, retry)
+	p.counts.record(took, err != nil, class, retry, held)
 	if err != nil {
 		return
 	}
@@ -454,9 +458,12 @@ type PartitionLag struct {
 	// handled, by its timestamp: 0 when none waits.
 	LagTime time.Duration
 	Held    int  // records received and not yet handled
-	Paused  bool // fetching is paused by backpressure
-	Status  Status
-	Reason  string // why Status is not OK
+	Paused  bool // fetching is paused by backpressure, or the breaker holds the partition
+	// BreakerHeld: the dead-letter router's open circuit breaker holds the
+	// partition's next record (fault.ErrHeld).
+	BreakerHeld bool
+	Status      Status
+	Reason      string // why Status is not OK
 }
 
 // Snapshot returns the state of every partition, sorted by topic and
@@ -496,7 +503,8 @@ func (p *part) snapshot(now int64, c *cfg) PartitionLag {
 		Offset:        p.position(c.grouped),
 		Lag:           p.lag(c.grouped),
 		Held:          p.held.len(),
-		Paused:        p.paused,
+		Paused:        p.paused || p.breaker,
+		BreakerHeld:   p.breaker,
 	}
 	if ts, ok := p.held.oldest(); ok {
 		pl.LagTime = time.Duration(max(0, now-ts))
@@ -541,7 +549,7 @@ func (s Snapshot) healthy() error {
 // needs no assignment.
 func (m *Monitor) Ready() error {
 	m.mu.Lock()
-	stopped, joined, cons, grouped, group := m.stopped, m.joined, m.cons, m.cfg.grouped, m.group
+	stopped, joined, cons, grouped, group, dead := m.stopped, m.joined, m.cons, m.cfg.grouped, m.group, m.dead
 	m.mu.Unlock()
 	switch {
 	case stopped:
@@ -553,6 +561,14 @@ func (m *Monitor) Ready() error {
 	}
 	if err := cons.Ready(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotReady, err)
+	}
+	// An open breaker means a systemic failure downstream: out of service,
+	// but alive (a restart would not mend the sink), so /readyz fails and
+	// /healthz does not.
+	if d := dead; d != nil {
+		if st := d.RouterStats(); st.Breaker != fault.BreakerClosed {
+			return fmt.Errorf("%w: dead-letter circuit breaker %v, holding %d partitions: %s", ErrNotReady, st.Breaker, st.Held, st.Reason)
+		}
 	}
 	return nil
 }

@@ -140,10 +140,11 @@ func (a *Avro[T]) Schema() avro.Schema { return a.schema }
 // pointers, slices and maps already in v, so pass a zero value when an
 // earlier one may still be in use (Handle does).
 //
-// Errors are *DecodeError values marked by package dlq: poison for bytes
-// that will never decode (ErrNull, ErrBadMagic, ErrTruncated,
-// ErrUnknownSchema, ErrMismatch, ErrIncompatible), retriable when the registry could not be
-// asked (ErrRegistryUnavailable, or ctx's error).
+// Errors are *DecodeError values marked with a class of package fault:
+// poison for bytes that will never decode (ErrNull, ErrBadMagic,
+// ErrTruncated, ErrMismatch, ErrIncompatible), uncertain for a schema ID the
+// registry does not know (ErrUnknownSchema), retriable when the registry
+// could not be asked (ErrRegistryUnavailable, or ctx's error).
 func (a *Avro[T]) Decode(ctx context.Context, topic string, data []byte, v *T) error {
 	if v == nil {
 		return errors.New("serde: Decode into a nil pointer")
@@ -200,11 +201,8 @@ func (a *Avro[T]) plan(ctx context.Context, topic string, id int) (*plan, error)
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil, fault.MarkRetriable(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: err})
 		}
-		cause, retriable := registryError(err)
-		if retriable {
-			return nil, fault.MarkRetriable(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: cause})
-		}
-		return nil, poison(topic, a.cfg.key, id, cause)
+		cause, class := registryError(err)
+		return nil, fault.Mark(class, &DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: cause})
 	}
 
 	a.mu.Lock()

@@ -35,13 +35,15 @@
 // # Errors
 //
 // A record that cannot be decoded yields a *DecodeError naming the topic,
-// partition, offset and schema ID, marked by package dlq:
+// partition, offset and schema ID, marked with a class of package fault:
 //
 //   - poison, never to succeed: ErrNull (a null key, or a null value: a
-//     tombstone), ErrBadMagic, ErrTruncated, ErrUnknownSchema (the
-//     registry answered not-found), ErrMismatch (the payload does not fit
-//     its schema), ErrIncompatible (the writer schema cannot be read as the
-//     reader schema; the message names both IDs);
+//     tombstone), ErrBadMagic, ErrTruncated, ErrMismatch (the payload does
+//     not fit its schema), ErrIncompatible (the writer schema cannot be
+//     read as the reader schema; the message names both IDs);
+//   - uncertain: ErrUnknownSchema (the registry answered not-found: a
+//     replica behind, or a registry of another cluster); a dead-letter
+//     router retries it for dlq.UncertainFor, then dead-letters it;
 //   - retriable: ErrRegistryUnavailable (unreachable, timed out, 5xx, 429,
 //     credentials refused) and the end of the handler's context.
 //

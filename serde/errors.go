@@ -89,20 +89,21 @@ func nullError(key bool) error {
 }
 
 // registryError classifies a failed registry request: a not-found answer
-// from the registry itself is poison (ErrUnknownSchema), anything else is
+// from the registry itself is uncertain (ErrUnknownSchema: a registry
+// replica behind, or one pointed at the wrong cluster), anything else is
 // retriable (ErrRegistryUnavailable). A bare 404 without a registry error
 // code is retriable: it comes from a wrong URL or a proxy, not from a
 // registry that lacks the schema, and dead-lettering every record for it
 // would be wrong.
-func registryError(err error) (cause error, retriable bool) {
+func registryError(err error) (cause error, class fault.Class) {
 	re, ok := errors.AsType[*sr.ResponseError](err)
 	if !ok {
-		return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err), true
+		return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err), fault.Retriable
 	}
 	// The response error's text is only the registry's message.
 	err = fmt.Errorf("%s %s: HTTP %d: %w", re.Method, re.URL, re.StatusCode, err)
 	if re.StatusCode == http.StatusNotFound && sr.IsNotFoundError(re.ErrorCode) {
-		return fmt.Errorf("%w: %w", ErrUnknownSchema, err), false
+		return fmt.Errorf("%w: %w", ErrUnknownSchema, err), fault.Uncertain
 	}
-	return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err), true
+	return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err), fault.Retriable
 }

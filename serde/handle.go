@@ -61,11 +61,5 @@ func locate(err error, r *kgo.Record, key bool) error {
 	if fault.ClassOf(located.Err) != fault.Unclassified {
 		return &located
 	}
-	switch fault.ClassOf(err) {
-	case fault.Poison:
-		return fault.MarkPoison(&located)
-	case fault.Retriable:
-		return fault.MarkRetriable(&located)
-	}
-	return &located
+	return fault.Mark(fault.ClassOf(err), &located)
 }
