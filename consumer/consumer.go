@@ -25,6 +25,7 @@ type Consumer struct {
 
 	// What the attached plugins contribute; set by New, read-only after.
 	pluginOpts   []kgo.Opt
+	pluginTopics []string // topics plugins read beside the Consumer's own
 	pluginMW     []Middleware
 	observers    []Observer
 	observer     Observer // nil, the only one, or all of them
@@ -131,7 +132,7 @@ func (c *Consumer) clientOpts() []kgo.Opt {
 	}
 	opts = append(opts, c.cfg.clientOpts...)
 	opts = append(opts, c.pluginOpts...)
-	opts = append(opts, kgo.ConsumeTopics(c.cfg.topics...))
+	opts = append(opts, kgo.ConsumeTopics(slices.Concat(c.cfg.topics, c.pluginTopics)...))
 	if c.cfg.group == "" {
 		return opts
 	}

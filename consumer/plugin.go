@@ -52,8 +52,21 @@ type Attachment struct {
 // Group returns the Consumer's group, "" for a Consumer without one.
 func (a *Attachment) Group() string { return a.c.cfg.group }
 
-// Topics returns the topics the Consumer reads.
+// Topics returns the topics given to Topics, without those plugins add
+// with Consume.
 func (a *Attachment) Topics() []string { return slices.Clone(a.c.cfg.topics) }
+
+// Consume adds topics for the Consumer to read beside its own, such as a
+// dead-letter router's redrive topic. Their records go through the same
+// handler, strategy and middleware. A topic that does not exist yet is read
+// once it does, from the Consumer's next metadata refresh.
+func (a *Attachment) Consume(topics ...string) {
+	for _, t := range topics {
+		if !slices.Contains(a.c.cfg.topics, t) && !slices.Contains(a.c.pluginTopics, t) {
+			a.c.pluginTopics = append(a.c.pluginTopics, t)
+		}
+	}
+}
 
 // Logger returns the Consumer's logger.
 func (a *Attachment) Logger() *slog.Logger { return a.c.cfg.logger }

@@ -143,8 +143,17 @@
 //
 // # Re-driving
 //
-// Redrive copies dead letters back to their original topic and partition,
-// optionally only some classes or an offset range, keeping its progress as a
-// consumer group's offsets on the dead-letter topic so that running it again
-// copies nothing twice. The redrive command in the examples module wraps it.
+// Dead letters are per group: a dead-letter topic holds the letters of every
+// group reading its source topic, each naming its group, and Redrive copies
+// each back to the group that wrote it only, on that group's redrive topic
+// (RedriveTopic: "sensor-data.redrive.usage"), to the partition it came
+// from. A Router attached to a Consumer with a group reads the redrive topic
+// of each of the Consumer's topics (creating it at start if it can), so a
+// re-driven record goes through the same handler, strategy and routing as
+// the original, while the groups that handled it never see it again and a
+// re-driven record that fails once more is dead-lettered once more, to the
+// same dead-letter topic, and nothing multiplies. Redrive can pick letters
+// by group, class or offset range, and keeps its progress as a consumer
+// group's offsets on the dead-letter topic so that running it again copies
+// nothing twice. The redrive command in the examples module wraps it.
 package dlq

@@ -90,8 +90,8 @@ func ExampleRouter() {
 	// dead letter of sensor-data/0@1: poison after 1 attempt: poison: km_tot -3 is negative
 }
 
-// Redrive copies a dead letter back to where it came from; a second run
-// finds nothing left to copy.
+// Redrive copies a dead letter back to the group that wrote it, on the
+// group's redrive topic; a second run finds nothing left to copy.
 func ExampleRedrive() {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "sensor-data", "sensor-data.dlq"))
 	if err != nil {
@@ -118,12 +118,14 @@ func ExampleRedrive() {
 		}
 		fmt.Println("copied", stats.Copied)
 	}
-	r := consumeOne(brokers, "sensor-data")
-	fmt.Printf("%s with headers %s=%s at %d\n", r.Value, r.Headers[0].Key, r.Headers[0].Value, r.Timestamp.UnixMilli())
+	// Only group usage reads it again; a Router of usage reads this topic.
+	topic := dlq.RedriveTopic("sensor-data", "usage")
+	r := consumeOne(brokers, topic)
+	fmt.Printf("%s: %s with headers %s=%s at %d\n", topic, r.Value, r.Headers[0].Key, r.Headers[0].Value, r.Timestamp.UnixMilli())
 	// Output:
 	// copied 1
 	// copied 0
-	// 17 with headers trace-id=abc at 1700000000000
+	// sensor-data.redrive.usage: 17 with headers trace-id=abc at 1700000000000
 }
 
 func produce(brokers []string, recs ...*kgo.Record) {

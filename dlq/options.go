@@ -252,6 +252,7 @@ type redriveCfg struct {
 	common
 	group      string
 	classes    []fault.Class
+	groups     []string
 	from, to   int64
 	partitions []int32
 	batch      int
@@ -273,6 +274,12 @@ func defaultRedriveCfg(topic string) redriveCfg {
 // over.
 func ProgressGroup(id string) RedriveOpt {
 	return redriveOpt(func(c *redriveCfg) { c.group = id })
+}
+
+// Groups copies only the dead letters the given consumer groups wrote, by
+// HeaderGroup; the default copies those of every group.
+func Groups(groups ...string) RedriveOpt {
+	return redriveOpt(func(c *redriveCfg) { c.groups = append(c.groups, groups...) })
 }
 
 // Classes copies only the dead letters of the given error classes, by

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -13,15 +14,79 @@ import (
 
 // RedriveStats says what a Redrive run did.
 type RedriveStats struct {
-	Copied  int            // dead letters written back to their original topic
-	Skipped int            // dead letters the Classes filter passed over
+	Copied  int            // dead letters written back to their group's redrive topic
+	Skipped int            // dead letters the Classes or Groups filters passed over
+	NoGroup int            // dead letters of a Consumer without a group, which nothing reads again
 	Invalid int            // records without valid dead-letter headers, left where they are
-	Topics  map[string]int // copied dead letters by original topic
+	Topics  map[string]int // copied dead letters by redrive topic
 }
 
-// Redrive copies the dead letters of topic back to the topic and partition
-// they came from, as the Router's headers say, with their original key,
-// value, headers and timestamp; the Router's headers are dropped. It reads
+// RedriveTopic returns the topic on which Redrive returns the dead letters
+// that group wrote for records of topic: topic, ".redrive." and the group,
+// its characters that a topic name cannot hold replaced by '_'. A Router
+// attached to a Consumer with a group reads the redrive topic of each of
+// the Consumer's topics, so a re-driven record reaches that group only:
+// other groups, which handled the record already, never see it again.
+func RedriveTopic(topic, group string) string {
+	return topic + redriveInfix + topicSafe(group)
+}
+
+// SourceTopic returns the topic whose records a group's redrive topic
+// holds, and topic itself when it is no redrive topic of group.
+func SourceTopic(topic, group string) string {
+	if src, ok := strings.CutSuffix(topic, redriveInfix+topicSafe(group)); ok && src != "" {
+		return src
+	}
+	return topic
+}
+
+const redriveInfix = ".redrive."
+
+// topicSafe replaces the characters a topic name cannot hold.
+func topicSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// createRedriveTopic creates target with the partition count of source,
+// unless it exists.
+func createRedriveTopic(ctx context.Context, adm *kadm.Client, source, target string) error {
+	details, err := adm.ListTopics(ctx, source, target)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", source, err)
+	}
+	if t, ok := details[target]; ok && t.Err == nil {
+		return nil
+	}
+	src, ok := details[source]
+	if !ok || src.Err != nil {
+		return fmt.Errorf("source topic %s: not found", source)
+	}
+	resp, err := adm.CreateTopic(ctx, int32(len(src.Partitions)), -1, nil, target)
+	if err == nil {
+		err = resp.Err
+	}
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", target, err)
+	}
+	return nil
+}
+
+// Redrive copies the dead letters of topic back to the group that wrote
+// them: to the partition they came from, of that group's redrive topic
+// (RedriveTopic), which only that group reads, with their original key,
+// value, headers and timestamp; the Router's headers are dropped. A redrive
+// topic that does not exist is created with its source's partition count.
+// Dead letters of a Consumer without a group are left where they are and
+// counted as NoGroup. It reads
 // each partition from where the ProgressGroup left it up to the end offset
 // seen at the start, so dead letters written meanwhile wait for the next run.
 //
@@ -76,6 +141,7 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 	}
 	defer src.Close()
 
+	created := make(map[string]bool)
 	for len(stops) > 0 {
 		fs := src.PollRecords(ctx, cfg.batch)
 		if err := ctx.Err(); err != nil {
@@ -107,7 +173,11 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 			progress.Add(kadm.Offset{Topic: topic, Partition: p, At: stop, LeaderEpoch: -1})
 			return true
 		}
+		var fail error
 		fs.EachRecord(func(r *kgo.Record) {
+			if fail != nil {
+				return
+			}
 			// A record at or past the stop ends the range even if
 			// compaction removed the records before it.
 			if finish(r.Partition, r.Offset) {
@@ -123,11 +193,23 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 			case err != nil:
 				stats.Invalid++
 				cfg.logger.Warn("dlq: not re-driving a record that is not a dead letter", "err", err)
-			case len(cfg.classes) > 0 && !slices.Contains(cfg.classes, l.Class):
+			case len(cfg.classes) > 0 && !slices.Contains(cfg.classes, l.Class),
+				len(cfg.groups) > 0 && !slices.Contains(cfg.groups, l.Group):
 				stats.Skipped++
+			case l.Group == "":
+				stats.NoGroup++
 			default:
+				src := SourceTopic(l.Topic, l.Group)
+				target := RedriveTopic(src, l.Group)
+				if !created[target] {
+					if err := createRedriveTopic(ctx, adm, src, target); err != nil {
+						fail = fmt.Errorf("dlq: re-driving %s: %w", topic, err)
+						return
+					}
+					created[target] = true
+				}
 				out = append(out, &kgo.Record{
-					Topic:     l.Topic,
+					Topic:     target,
 					Partition: l.Partition,
 					Key:       r.Key,
 					Value:     r.Value,
@@ -136,6 +218,9 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 				})
 			}
 		})
+		if fail != nil {
+			return stats, fail
+		}
 		if len(done) > 0 {
 			src.PauseFetchPartitions(map[string][]int32{topic: done})
 		}

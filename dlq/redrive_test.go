@@ -48,6 +48,9 @@ func deadLetter(t *testing.T, c *kafkatest.Cluster, recs []*kgo.Record) {
 	}
 }
 
+// redriven is where Redrive returns the test group's dead letters.
+var redriven = dlq.RedriveTopic(topic, group)
+
 func redrive(t *testing.T, c *kafkatest.Cluster, opts ...dlq.RedriveOpt) dlq.RedriveStats {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -89,20 +92,20 @@ func TestRedriveCopiesDeadLettersBackOnce(t *testing.T) {
 		})
 	}
 	deadLetter(t, cluster, recs)
-	before := cluster.EndOffsets(t, topic)
+	before := cluster.EndOffsets(t, redriven)
 
 	s := redrive(t, cluster)
-	if s.Copied != 6 || s.Skipped != 0 || s.Invalid != 0 || s.Topics[topic] != 6 {
-		t.Fatalf("first run: %+v, want 6 copied to %s", s, topic)
+	if s.Copied != 6 || s.Skipped != 0 || s.Invalid != 0 || s.Topics[redriven] != 6 {
+		t.Fatalf("first run: %+v, want 6 copied to %s", s, redriven)
 	}
 	var copies []*kgo.Record
-	for _, r := range readTopic(t, cluster, topic) {
+	for _, r := range readTopic(t, cluster, redriven) {
 		if r.Offset >= before[r.Partition] {
 			copies = append(copies, r)
 		}
 	}
 	if len(copies) != 6 {
-		t.Fatalf("%d copies in %s, want 6", len(copies), topic)
+		t.Fatalf("%d copies in %s, want 6", len(copies), redriven)
 	}
 	for _, c := range copies {
 		var orig *kgo.Record
@@ -124,7 +127,7 @@ func TestRedriveCopiesDeadLettersBackOnce(t *testing.T) {
 	if s := redrive(t, cluster); s.Copied != 0 {
 		t.Errorf("second run copied %d, want 0", s.Copied)
 	}
-	if got := total(cluster.EndOffsets(t, topic)); got != total(before)+6 {
+	if got := total(cluster.EndOffsets(t, redriven)); got != total(before)+6 {
 		t.Errorf("%s holds %d records after two runs, want %d", topic, got, total(before)+6)
 	}
 }
@@ -134,7 +137,7 @@ func TestRedriveFiltersByClassAndOffset(t *testing.T) {
 	deadLetter(t, cluster, produceLater("p0", "u1", "ok", "p2", "u3"))
 	// Something that is not a dead letter, at DLQ offset 4.
 	cluster.Produce(t, &kgo.Record{Topic: dlqTopic, Value: []byte("stray")})
-	n := total(cluster.EndOffsets(t, topic))
+	n := total(cluster.EndOffsets(t, redriven))
 
 	s := redrive(t, cluster, dlq.ProgressGroup("a"), dlq.Classes(fault.Unclassified))
 	if s.Copied != 2 || s.Skipped != 2 || s.Invalid != 1 {
@@ -150,7 +153,7 @@ func TestRedriveFiltersByClassAndOffset(t *testing.T) {
 		t.Errorf("poison from offset 1: %+v, want 1 copied, 2 skipped, 1 invalid", s)
 	}
 	var got []string
-	for _, r := range readTopic(t, cluster, topic)[n:] {
+	for _, r := range readTopic(t, cluster, redriven)[n:] {
 		got = append(got, string(r.Value))
 	}
 	if want := []string{"u1", "u3", "p0", "p2"}; !slices.Equal(got, want) {
@@ -161,7 +164,7 @@ func TestRedriveFiltersByClassAndOffset(t *testing.T) {
 func TestRedriveCrashRecopiesAtMostOneBatch(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
 	deadLetter(t, cluster, produceLater("p0", "p1", "p2", "p3", "p4"))
-	n := total(cluster.EndOffsets(t, topic))
+	n := total(cluster.EndOffsets(t, redriven))
 
 	restore := cluster.RejectCommits()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -180,7 +183,7 @@ func TestRedriveCrashRecopiesAtMostOneBatch(t *testing.T) {
 	if s3 := redrive(t, cluster, dlq.BatchSize(2)); s3.Copied != 0 {
 		t.Errorf("third run copied %d, want 0", s3.Copied)
 	}
-	got := values(readTopic(t, cluster, topic)[n:])
+	got := values(readTopic(t, cluster, redriven)[n:])
 	want := append(values(produceLater("p0", "p1", "p2", "p3", "p4"))[:s.Copied], "p0", "p1", "p2", "p3", "p4")
 	if !slices.Equal(got, want) {
 		t.Errorf("copies %v, want the crashed batch once more and then each once: %v", got, want)
@@ -215,14 +218,14 @@ func produceLater(vs ...string) []*kgo.Record {
 func TestRedriveSkipsWhatRetentionDeleted(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
 	deadLetter(t, cluster, produceLater("p0", "p1", "p2"))
-	n := total(cluster.EndOffsets(t, topic))
+	n := total(cluster.EndOffsets(t, redriven))
 	if err := cluster.DeleteRecords(dlqTopic, 0, 2); err != nil {
 		t.Fatal(err)
 	}
 	if s := redrive(t, cluster); s.Copied != 1 {
 		t.Errorf("copied %d with two of three dead letters deleted, want 1", s.Copied)
 	}
-	if got := values(readTopic(t, cluster, topic)[n:]); !slices.Equal(got, []string{"p2"}) {
+	if got := values(readTopic(t, cluster, redriven)[n:]); !slices.Equal(got, []string{"p2"}) {
 		t.Errorf("copies %v, want [p2]", got)
 	}
 	if err := cluster.DeleteRecords(dlqTopic, 0, 3); err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
@@ -193,6 +194,19 @@ func (r *Router) Attach(a *consumer.Attachment) error {
 		a.OnAbort(r.Close)
 	}
 	a.Use(r.middleware)
+	if r.group != "" {
+		// The group's dead letters come back on topics of its own, so
+		// that no other group reads them again.
+		var redrive []string
+		for _, t := range a.Topics() {
+			redrive = append(redrive, RedriveTopic(t, r.group))
+		}
+		a.Consume(redrive...)
+		a.OnStart(func(ctx context.Context, cl *kgo.Client) error {
+			r.createRedriveTopics(ctx, cl, a.Topics())
+			return nil
+		})
+	}
 	a.OnRebalance(func(e consumer.Event, partitions map[string][]int32) {
 		if e != consumer.Assigned {
 			r.let(partitions)
@@ -207,6 +221,21 @@ func (r *Router) Attach(a *consumer.Attachment) error {
 		r.Close()
 	})
 	return nil
+}
+
+// createRedriveTopics creates the group's redrive topic of each source
+// topic that lacks one, with the source's partition count, so that the
+// Consumer reads it from its first assignment. It only logs a failure (no
+// rights to create topics, say): Redrive creates the topic too, and the
+// Consumer picks it up at its next metadata refresh.
+func (r *Router) createRedriveTopics(ctx context.Context, cl *kgo.Client, sources []string) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.writeTimeout)
+	defer cancel()
+	for _, src := range sources {
+		if err := createRedriveTopic(ctx, kadm.NewClient(cl), src, RedriveTopic(src, r.group)); err != nil {
+			r.cfg.logger.Warn("dlq: creating the redrive topic failed; Redrive creates it when needed", "topic", RedriveTopic(src, r.group), "err", err)
+		}
+	}
 }
 
 // checkProducer refuses a client that could lose or duplicate dead letters.
@@ -315,7 +344,7 @@ func (r *Router) handle(ctx context.Context, next consumer.Handler, rec *kgo.Rec
 	d := r.decide(rec, err)
 	var topic string
 	if d.outcome.deadLetters() {
-		if topic = r.cfg.topicFor(rec.Topic); topic == "" {
+		if topic = r.cfg.topicFor(SourceTopic(rec.Topic, r.group)); topic == "" {
 			r.breaker.abandoned(probe)
 			return fmt.Errorf("dlq: no dead-letter topic for %s: %w", rec.Topic, err)
 		}
