@@ -27,6 +27,21 @@
 // and skips records at or below it. A Stateless resumes from the group's
 // committed offsets.
 //
+// Partitions added to a topic while a group consumes it lose nothing. A
+// partition for which the group has no position (no checkpoint for a
+// CheckpointSkip, no commit) is told apart by the rest of its topic. While
+// the store holds no checkpoint and the group no commit for any partition
+// of the topic, it is the group's first start on the topic, and the
+// partition starts where the strategy is configured to: StartWithoutCheckpoint
+// for a CheckpointSkip, kgo.ConsumeStartOffset for a Stateless. Once any
+// partition of the topic has one, the partition was added since, every
+// record in it is new to the group, and it starts at its log start (logged
+// at info level). So "latest" skips a topic's history on the first start,
+// never the first records of a partition created later. Kafka keeps no
+// creation time for partitions: a partition that existed on the first
+// start but has had no record handled since is taken for a new one, and
+// read from its log start too.
+//
 // A strategy is a consumer.Plugin: attach it with consumer.With, first. Each
 // serves one Consumer (a second attach fails with ErrInUse, unless the New
 // that attached it failed) and has a Ready method for readiness

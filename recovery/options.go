@@ -94,12 +94,25 @@ func Snapshots(s Snapshotter, every time.Duration) ReplayOpt {
 
 // StartWithoutCheckpoint sets where a CheckpointSkip starts a partition for
 // which the store holds no checkpoint, whatever offset the group committed
-// (with OutOfOrderStore, only if the group committed none); the default is
+// (with OutOfOrderStore, only if the group committed none), on the group's
+// first start on the partition's topic; the default is
 // kgo.NewOffset().AtEnd(), "latest" (Java: auto.offset.reset). Use
 // kgo.NewOffset().AtStart() to process a topic's whole history on the
-// first start. Until a partition's first checkpoint is
-// stored, each start resolves this offset again: with "latest", records
-// produced while no process ran are skipped.
+// first start.
+//
+// The first start lasts while the store holds no checkpoint and the group
+// no commit for any partition of the topic; until then, each start
+// resolves this offset again, so with "latest" records produced while no
+// process ran are skipped. Afterwards, a partition with neither a
+// checkpoint nor a commit is taken for one added to the topic since: it
+// starts at its log start, whatever this option says, and the start is
+// logged at info level. So "latest" skips a topic's history once, never the
+// records produced to a new partition before a Consumer noticed it. A
+// partition that existed on the first start and has had no record handled
+// since looks the same, and is read from its log start too, including
+// records produced before the first start. AtCommitted ("none": leave
+// partitions without a checkpoint unconsumed) applies to new partitions
+// as well.
 func StartWithoutCheckpoint(o kgo.Offset) SkipOpt {
 	return skipOpt(func(s *CheckpointSkip) { s.noCheckpoint = o })
 }

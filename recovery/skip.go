@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
@@ -44,16 +46,21 @@ import (
 // headers). With
 // OutOfOrderStore, a partition starts at the group's commit when that is
 // past the checkpoint or there is none (see there). A partition with
-// neither starts where StartWithoutCheckpoint says, "latest" by default. A
-// checkpoint beyond the end of its partition leaves the partition
-// unconsumed with an *AheadError; one below the start of its partition is a
-// *DataLossError (see OnDataLoss).
+// neither starts where StartWithoutCheckpoint says, "latest" by default,
+// while the group has no checkpoint or commit for any partition of its
+// topic (its first start), and at its log start afterwards: it was added
+// to the topic since (see StartWithoutCheckpoint). A checkpoint beyond the
+// end of its partition leaves the partition unconsumed with an
+// *AheadError; one below the start of its partition is a *DataLossError
+// (see OnDataLoss).
 type CheckpointSkip struct {
 	common
 	store        CheckpointStore
 	noCheckpoint kgo.Offset
 	outOfOrder   bool // the store takes records finished out of order
 
+	group   string   // the Consumer's group, set by Attach
+	topics  []string // the Consumer's own topics, set by Attach
 	cl      *kgo.Client
 	started chan struct{} // closed when Start has set cl
 
@@ -112,6 +119,7 @@ func (s *CheckpointSkip) Attach(a *consumer.Attachment) error {
 	if err := s.claim(a); err != nil {
 		return err
 	}
+	s.group, s.topics = a.Group(), a.Topics()
 	// startOffsets places every partition itself. A negative start
 	// offset for partitions without a commit (AtEnd) lets it tell them from
 	// committed ones, whatever kgo.ConsumeResetOffset the user set, which
@@ -133,8 +141,11 @@ func (s *CheckpointSkip) start(_ context.Context, cl *kgo.Client) error {
 // startOffsets reads the checkpoints of the
 // assigned partitions from the store and starts each after its checkpoint;
 // committed offsets only move the start with OutOfOrderStore, or for the
-// commit to catch up with the store. An error (the store or the broker
-// unreachable) fails the assignment, and the client joins the group again.
+// commit to catch up with the store. A partition with neither a checkpoint
+// nor a commit starts at its log start if the group consumed its topic
+// before (see consumedBefore), and where StartWithoutCheckpoint says
+// otherwise. An error (the store or the broker unreachable) fails the
+// assignment, and the client joins the group again.
 func (s *CheckpointSkip) startOffsets(ctx context.Context, committed map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	select {
 	case <-s.started:
@@ -152,6 +163,10 @@ func (s *CheckpointSkip) startOffsets(ctx context.Context, committed map[string]
 		if loaded[topic], err = s.store.Checkpoints(ctx, topic, ps); err != nil {
 			return nil, fmt.Errorf("recovery: reading checkpoints of %s: %w", topic, err)
 		}
+	}
+	before, err := s.consumedBefore(ctx, committed, loaded, b)
+	if err != nil {
+		return nil, err
 	}
 
 	out := make(map[string]map[int32]kgo.Offset, len(topics))
@@ -178,6 +193,14 @@ func (s *CheckpointSkip) startOffsets(ctx context.Context, committed map[string]
 			case ok:
 			case s.outOfOrder && c >= 0 && c <= end:
 				next, cp = c, -1 // no checkpoint: the commit steps over gaps, see below
+			case c < 0 && before[topic]:
+				// Neither a checkpoint nor a commit, in a topic the group
+				// consumed before: a partition added since, whose every
+				// record is one the group has not handled.
+				s.logger.Info("starting a partition new to the group at its log start",
+					"topic", topic, "partition", p, "group", s.group)
+				out[topic][p] = kgo.NewOffset().AtStart()
+				continue
 			default:
 				out[topic][p] = s.noCheckpoint
 				continue
@@ -211,6 +234,110 @@ func (s *CheckpointSkip) startOffsets(ctx context.Context, committed map[string]
 	s.checkpoints.Store(&checkpoints)
 	s.assigned = true
 	return out, nil
+}
+
+// consumedBefore reports, for each topic with an assigned partition that has
+// neither a checkpoint in loaded nor a commit in committed, whether the group
+// consumed that topic before: whether the store holds a checkpoint, or the
+// group a commit, for any partition of the topic. Such a partition was added
+// to the topic after the group started on it (or has never had a record
+// handled; see StartWithoutCheckpoint). It asks the store about the topic's
+// other partitions (those in b, which lists them all) and the broker about
+// the group's commits only when the assigned partitions do not already tell.
+// With StartWithoutCheckpoint at the log start, or at AtCommitted (then the
+// user positions partitions without one), the answer would change nothing
+// and it reports no topic.
+func (s *CheckpointSkip) consumedBefore(ctx context.Context, committed map[string]map[int32]kgo.Offset, loaded map[string]map[int32]int64, b bounds) (map[string]bool, error) {
+	if !startsNewAtLogStart(s.noCheckpoint) {
+		return nil, nil
+	}
+	consumed := make(map[string]bool)
+	var fetched kadm.OffsetResponses // the group's commits, fetched once if needed
+	for _, topic := range slices.Sorted(maps.Keys(committed)) {
+		if !slices.Contains(s.topics, topic) {
+			// A plugin's topic, such as a dead-letter router's redrive
+			// topic: every record on it is one for this group.
+			consumed[topic] = true
+			continue
+		}
+		fresh, known := false, false
+		for p, o := range committed[topic] {
+			_, cp := loaded[topic][p]
+			if cp || o.EpochOffset().Offset >= 0 {
+				known = true
+			} else {
+				fresh = true
+			}
+		}
+		if !fresh {
+			continue // nothing to decide
+		}
+		if known {
+			consumed[topic] = true
+			continue
+		}
+		var others []int32
+		for _, p := range slices.Sorted(maps.Keys(b.end[topic])) {
+			if _, ok := committed[topic][p]; !ok {
+				others = append(others, p)
+			}
+		}
+		if len(others) == 0 {
+			continue // the whole topic is assigned, and none of it consumed
+		}
+		cps, err := s.store.Checkpoints(ctx, topic, others)
+		if err != nil {
+			return nil, fmt.Errorf("recovery: reading checkpoints of %s: %w", topic, err)
+		}
+		if len(cps) > 0 {
+			consumed[topic] = true
+			continue
+		}
+		if fetched == nil {
+			if fetched, err = groupCommits(ctx, s.cl, s.group); err != nil {
+				return nil, err
+			}
+		}
+		consumed[topic] = hasCommit(fetched, topic)
+	}
+	return consumed, nil
+}
+
+// startsNewAtLogStart reports whether a partition added to a topic the group
+// consumed before should start at its log start rather than at o, where
+// partitions without a position start otherwise: always, except when o is
+// the log start already, or AtCommitted ("none": the user positions
+// partitions without a commit).
+func startsNewAtLogStart(o kgo.Offset) bool {
+	return o != kgo.NewOffset().AtStart() && o != kgo.NewOffset().AtCommitted()
+}
+
+// groupCommits fetches every offset group committed.
+func groupCommits(ctx context.Context, cl *kgo.Client, group string) (kadm.OffsetResponses, error) {
+	fetched, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return make(kadm.OffsetResponses), nil
+	}
+	if err == nil {
+		err = fetched.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recovery: fetching the commits of group %s: %w", group, err)
+	}
+	if fetched == nil {
+		fetched = make(kadm.OffsetResponses)
+	}
+	return fetched, nil
+}
+
+// hasCommit reports whether fetched holds a commit for any partition of topic.
+func hasCommit(fetched kadm.OffsetResponses, topic string) bool {
+	for _, o := range fetched[topic] {
+		if o.Err == nil && o.At >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // maxCatchUp is how far the group's commit may be behind the checkpoint for
