@@ -256,6 +256,8 @@ type redriveCfg struct {
 	from, to   int64
 	partitions []int32
 	batch      int
+	since      time.Time // zero: no lower bound
+	until      time.Time // zero: no upper bound
 }
 
 func defaultRedriveCfg(topic string) redriveCfg {
@@ -301,6 +303,19 @@ func Partitions(ps ...int32) RedriveOpt {
 	return redriveOpt(func(c *redriveCfg) { c.partitions = append(c.partitions, ps...) })
 }
 
+// FailedBetween copies only the dead letters that failed at or after since
+// and before until, by HeaderFailedAt; a zero time leaves that side open.
+// The default copies all. The letters outside the window count as Skipped
+// and, like those of the other filters, as done for the ProgressGroup.
+func FailedBetween(since, until time.Time) RedriveOpt {
+	return redriveOpt(func(c *redriveCfg) { c.since, c.until = since, until })
+}
+
+// failedIn reports whether t is in the FailedBetween window.
+func (c *redriveCfg) failedIn(t time.Time) bool {
+	return (c.since.IsZero() || !t.Before(c.since)) && (c.until.IsZero() || t.Before(c.until))
+}
+
 // BatchSize sets how many dead letters are copied before progress is
 // committed; the default is 500. A crash re-copies at most one batch.
 func BatchSize(n int) RedriveOpt {
@@ -325,6 +340,9 @@ func (c *redriveCfg) validate() error {
 	}
 	if c.batch < 1 {
 		errs = append(errs, fmt.Errorf("%w: BatchSize(%d) must be at least 1", ErrInvalidOption, c.batch))
+	}
+	if !c.since.IsZero() && !c.until.IsZero() && !c.since.Before(c.until) {
+		errs = append(errs, fmt.Errorf("%w: FailedBetween(%v, %v) needs since before until", ErrInvalidOption, c.since, c.until))
 	}
 	return errors.Join(errs...)
 }

@@ -15,7 +15,7 @@ import (
 // RedriveStats says what a Redrive run did.
 type RedriveStats struct {
 	Copied  int            // dead letters written back to their group's redrive topic
-	Skipped int            // dead letters the Classes or Groups filters passed over
+	Skipped int            // dead letters the Classes, Groups or FailedBetween filters passed over
 	NoGroup int            // dead letters of a Consumer without a group, which nothing reads again
 	Invalid int            // records without valid dead-letter headers, left where they are
 	Topics  map[string]int // copied dead letters by redrive topic
@@ -95,10 +95,10 @@ func createRedriveTopic(ctx context.Context, adm *kadm.Client, source, target st
 // every selected dead letter at least once and a completed run is never
 // repeated by the next one; a run that crashes or fails copies the last
 // batch again when run again, and nothing more. Dead letters passed over by
-// the Classes filter or the Offsets range, and records that are not dead
-// letters (logged and counted as Invalid), count as done for the group: a
-// later run with the same group does not revisit them, one with another
-// group does. Runs of one group must not overlap.
+// the Classes, Groups or FailedBetween filters or the Offsets range, and
+// records that are not dead letters (logged and counted as Invalid), count
+// as done for the group: a later run with the same group does not revisit
+// them, one with another group does. Runs of one group must not overlap.
 //
 // It returns what it did so far together with any error.
 func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStats, error) {
@@ -194,7 +194,8 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 				stats.Invalid++
 				cfg.logger.Warn("dlq: not re-driving a record that is not a dead letter", "err", err)
 			case len(cfg.classes) > 0 && !slices.Contains(cfg.classes, l.Class),
-				len(cfg.groups) > 0 && !slices.Contains(cfg.groups, l.Group):
+				len(cfg.groups) > 0 && !slices.Contains(cfg.groups, l.Group),
+				!cfg.failedIn(l.FailedAt):
 				stats.Skipped++
 			case l.Group == "":
 				stats.NoGroup++
