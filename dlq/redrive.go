@@ -14,11 +14,14 @@ import (
 
 // RedriveStats says what a Redrive run did.
 type RedriveStats struct {
-	Copied  int            // dead letters written back to their group's redrive topic
-	Skipped int            // dead letters the Classes, Groups or FailedBetween filters passed over
-	NoGroup int            // dead letters of a Consumer without a group, which nothing reads again
-	Invalid int            // records without valid dead-letter headers, left where they are
-	Topics  map[string]int // copied dead letters by redrive topic
+	Copied  int // dead letters written back to their group's redrive topic
+	Skipped int // dead letters the Classes, Groups or FailedBetween filters passed over
+	NoGroup int // dead letters of a Consumer without a group, which nothing reads again
+	// Duplicates are dead letters of a record this run copied already: a
+	// record dead-lettered again after a rebalance (see docs/DEADLETTERS.md).
+	Duplicates int
+	Invalid    int            // records without valid dead-letter headers, left where they are
+	Topics     map[string]int // copied dead letters by redrive topic
 }
 
 // RedriveTopic returns the topic on which Redrive returns the dead letters
@@ -142,6 +145,7 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 	defer src.Close()
 
 	created := make(map[string]bool)
+	copied := make(map[letterOf]bool)
 	for len(stops) > 0 {
 		fs := src.PollRecords(ctx, cfg.batch)
 		if err := ctx.Err(); err != nil {
@@ -199,7 +203,10 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 				stats.Skipped++
 			case l.Group == "":
 				stats.NoGroup++
+			case copied[letterOf{l.Group, SourceTopic(l.Topic, l.Group), l.Partition, l.Offset}]:
+				stats.Duplicates++
 			default:
+				copied[letterOf{l.Group, SourceTopic(l.Topic, l.Group), l.Partition, l.Offset}] = true
 				src := SourceTopic(l.Topic, l.Group)
 				target := RedriveTopic(src, l.Group)
 				if !created[target] {
@@ -241,6 +248,13 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 		}
 	}
 	return stats, nil
+}
+
+// letterOf names the record a dead letter holds, for a group.
+type letterOf struct {
+	group, topic string
+	partition    int32
+	offset       int64
 }
 
 // ranges returns, for each partition of topic to read, the offset to start

@@ -235,3 +235,25 @@ func TestRedriveSkipsWhatRetentionDeleted(t *testing.T) {
 		t.Errorf("copied %d from an emptied topic, want 0", s.Copied)
 	}
 }
+
+// TestRedriveCopiesARecordDeadLetteredTwiceOnce: a group may dead-letter a
+// record again after a rebalance; one run copies it once.
+func TestRedriveCopiesARecordDeadLetteredTwiceOnce(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	h := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
+	letter := func(failedAt string) *kgo.Record {
+		return &kgo.Record{Topic: dlqTopic, Value: []byte("p7"), Headers: []kgo.RecordHeader{
+			h(dlq.HeaderTopic, topic), h(dlq.HeaderPartition, "0"), h(dlq.HeaderOffset, "7"),
+			h(dlq.HeaderTimestamp, "1700000000000"), h(dlq.HeaderGroup, group), h(dlq.HeaderClass, "poison"),
+			h(dlq.HeaderError, "bad"), h(dlq.HeaderAttempts, "1"), h(dlq.HeaderFailedAt, failedAt),
+		}}
+	}
+	cluster.Produce(t, letter("1700000000500"), letter("1700000009500"))
+	s := redrive(t, cluster)
+	if s.Copied != 1 || s.Duplicates != 1 {
+		t.Fatalf("redrive: %+v, want 1 copied and 1 duplicate", s)
+	}
+	if got := values(readTopic(t, cluster, redriven)); !slices.Equal(got, []string{"p7"}) {
+		t.Errorf("redrive topic holds %v, want the record once", got)
+	}
+}
