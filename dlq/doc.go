@@ -153,7 +153,8 @@
 // the original, while the groups that handled it never see it again and a
 // re-driven record that fails once more is dead-lettered once more, to the
 // same dead-letter topic, and nothing multiplies. Redrive can pick letters
-// by group, class, offset range or failure time, and keeps its progress as a consumer
-// group's offsets on the dead-letter topic so that running it again copies
-// nothing twice. The redrive command in the examples module wraps it.
+// by group, class, offset range or failure time, and keeps its progress as
+// a consumer group's offsets on the dead-letter topic so that running it
+// again copies nothing twice. The redrive command in the examples module
+// wraps it.
 package dlq
