@@ -126,6 +126,7 @@ func (c *Consumer) clientOpts() []kgo.Opt {
 		kgo.HeartbeatInterval(3 * time.Second),
 		kgo.RebalanceTimeout(defaultRebalanceTimeout),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.FetchMaxWait(defaultFetchMaxWait),
 	}
 	if len(c.cfg.brokers) > 0 {
 		opts = append(opts, kgo.SeedBrokers(c.cfg.brokers...))

@@ -92,6 +92,11 @@ func Group(id string) Opt {
 const (
 	defaultSessionTimeout   = 45 * time.Second
 	defaultRebalanceTimeout = time.Minute
+	// A fetch of partitions that are all idle (a redrive topic, a
+	// partition just assigned while the others are still being
+	// positioned) holds the next fetch back this long; Java's default,
+	// not kgo's 5 s.
+	defaultFetchMaxWait = 500 * time.Millisecond
 )
 
 // InstanceID makes the Consumer a static member of its group (KIP-345;
@@ -131,7 +136,8 @@ func ServerSideBalancer() Opt {
 // ClientOpts passes options through to the underlying kgo.Client, for TLS,
 // SASL, fetch sizes, balancers, timeouts and the like. They apply after the
 // Consumer's defaults (session timeout 45 s, heartbeat 3 s, rebalance timeout
-// 60 s, cooperative-sticky balancing), so they override them.
+// 60 s, cooperative-sticky balancing, fetch max wait 500 ms), so they
+// override them.
 //
 // The options the Consumer owns to keep its guarantees come after them and
 // win: the topics and the group (use Topics and Group), the partition
