@@ -128,6 +128,13 @@ func (c *Consumer) clientOpts() []kgo.Opt {
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.FetchMaxWait(defaultFetchMaxWait),
 	}
+	if c.cfg.instanceID != "" {
+		// A static member restarted in its session rejoins at once, but
+		// the group may rebalance to take it back (kfake does; Kafka does
+		// when its protocol metadata changes), and the others learn of it
+		// at their next heartbeat.
+		opts = append(opts, kgo.HeartbeatInterval(staticHeartbeat))
+	}
 	if len(c.cfg.brokers) > 0 {
 		opts = append(opts, kgo.SeedBrokers(c.cfg.brokers...))
 	}

@@ -97,6 +97,8 @@ const (
 	// positioned) holds the next fetch back this long; Java's default,
 	// not kgo's 5 s.
 	defaultFetchMaxWait = 500 * time.Millisecond
+	// The heartbeat interval of a static member (InstanceID).
+	staticHeartbeat = 500 * time.Millisecond
 )
 
 // InstanceID makes the Consumer a static member of its group (KIP-345;
@@ -104,7 +106,10 @@ const (
 // timeout with the same ID gets its partitions back without a rebalance, and
 // nobody else reads them meanwhile. Derive the ID from something stable
 // across restarts and unique in the group: a StatefulSet's pod name, or the
-// host name of a machine that runs one instance. Raise the session timeout
+// host name of a machine that runs one instance. A static member
+// heartbeats every 500 ms unless ClientOpts says otherwise, so that a
+// restart's rebalance, if the broker starts one, ends within a second
+// (docs/BENCHMARKS.md, "Time to recover"). Raise the session timeout
 // (kgo.SessionTimeout) above the time a restart takes; a static member that
 // dies for good holds its partitions until then. A static member leaves no
 // group on shutdown. Two processes with the same ID do not share: the one

@@ -35,6 +35,8 @@ type result struct {
 	alertsPublished int               // alerts on the topic, re-deliveries included
 	letters         map[string]string // group → "" if its dead letter is right, else what is wrong
 
+	stalls []*stallRound // per kill round, how long each killed service's partitions stood still
+
 	failures []string
 }
 
@@ -355,6 +357,7 @@ func (d *demo) printTable(res result) {
 	if res.naiveRan {
 		fmt.Fprintln(w, "The naive column is the field's approach under the same kills: auto-commit and a checkpoint written apart from the delta.")
 	}
+	d.printStalls(res.stalls)
 	if res.ok() {
 		fmt.Fprintf(w, "\nOK: every reading counted exactly once, nothing lost, every check passed (%.0fs)\n", time.Since(d.began).Seconds())
 		return
@@ -362,5 +365,76 @@ func (d *demo) printTable(res result) {
 	fmt.Fprintf(w, "\nFAIL: %d checks failed:\n", len(res.failures))
 	for _, f := range res.failures[:min(len(res.failures), 20)] {
 		fmt.Fprintln(w, "  -", f)
+	}
+}
+
+// printStalls prints the stall of each measured service after each kill,
+// a summary row and the legend.
+func (d *demo) printStalls(rounds []*stallRound) {
+	if len(rounds) == 0 {
+		return
+	}
+	w := d.out
+	fmt.Fprintf(w, "\n%-38s", "stall after SIGKILL")
+	for _, s := range measured {
+		fmt.Fprintf(w, " %20s", s)
+	}
+	fmt.Fprintln(w)
+	for _, r := range rounds {
+		name := fmt.Sprintf("kill %d", r.kill)
+		if r.rebalance {
+			name += ", during a rebalance"
+		}
+		fmt.Fprintf(w, "%-38s", name)
+		for _, s := range measured {
+			cell := "-"
+			for _, st := range r.stalls {
+				if st.service != s {
+					continue
+				}
+				switch {
+				case !st.over():
+					cell = fmt.Sprintf("> %v", stallLimit)
+				case st.fallback:
+					cell = seconds(st.took) + "*"
+				default:
+					cell = seconds(st.took)
+				}
+			}
+			fmt.Fprintf(w, " %20s", cell)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "%-38s", "count, median, max")
+	for _, s := range measured {
+		var over []time.Duration
+		all := stallsOf(rounds, s)
+		for _, t := range all {
+			if t >= 0 {
+				over = append(over, t)
+			}
+		}
+		cell := fmt.Sprintf("%d", len(over))
+		if len(over) > 0 {
+			cell = fmt.Sprintf("%d, %s, %s", len(over), seconds(median(over)), seconds(slices.Max(over)))
+		}
+		if len(over) < len(all) {
+			cell += fmt.Sprintf(" (+%d not back)", len(all)-len(over))
+		}
+		fmt.Fprintf(w, " %20s", cell)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Stall: from the SIGKILL until every partition the killed instance owned (or, in a group, was handing over)\n"+
+		"is owned again by a live instance that has handled it up to the offset the killed one had reached: records\n"+
+		"handled again count as stall. Read from the services' /metrics (kconsumer_partition_status and\n"+
+		"kconsumer_partition_processed_offset) every %v. usage and alerts wait for the killed member's session (%v)\n"+
+		"to expire; current replays the topic from the start. The naive usage has no such metrics.\n", stallPoll, d.cfg.session)
+	for _, r := range rounds {
+		for _, st := range r.stalls {
+			if st.fallback {
+				fmt.Fprintln(w, "* ownership not observed at the kill: every partition, from the group's committed offsets.")
+				return
+			}
+		}
 	}
 }

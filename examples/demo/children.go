@@ -24,6 +24,9 @@ type service struct {
 	args []string
 	addr string // its HTTP address
 	logs string // directory of its log files
+	// group labels its lag metrics; "" for a service whose stalls are
+	// not measured.
+	group string
 
 	starts  int
 	rebinds int // restarts on a new address because the old one was taken

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -27,9 +29,10 @@ func TestDemo(t *testing.T) {
 	if *full {
 		timeout = 10 * time.Minute
 	} else {
-		// Small, and paced so the kills land while readings still arrive.
+		// Small, and paced so the kills land while readings still arrive
+		// (each kill waits until the services are back from the last one).
 		cfg.sensors, cfg.messages, cfg.partitions, cfg.kills = 12, 60, 6, 3
-		cfg.interval = 100 * time.Millisecond
+		cfg.interval = 150 * time.Millisecond
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -75,6 +78,63 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "OK: every reading counted exactly once") {
 		t.Error("the demo did not print its verdict")
+	}
+	checkStalls(t, cfg, res.stalls)
+	for i := 1; i <= cfg.kills; i++ {
+		if !regexp.MustCompile(fmt.Sprintf(`\] kill %d/%d: usage#\S+ stalled \S+s .*; alerts stalled .*; current stalled `, i, cfg.kills)).MatchString(out.String()) {
+			t.Errorf("no stall line for kill %d", i)
+		}
+	}
+	if !strings.Contains(out.String(), "\ncount, median, max ") {
+		t.Error("the demo did not print the stall summary")
+	}
+}
+
+// stallMargin is what a stall may take beyond the session timeout. After a
+// SIGKILL the demo restarts the service at once. A killed group member's
+// partitions move once its session expired, at most the session timeout
+// after its last heartbeat, and the group rebalanced; current replays from
+// the start. Unloaded, under -race, usage and alerts stall for the session
+// timeout plus up to 0.9 s (the most after the kill during a rebalance),
+// current for 0.1 to 0.9 s. The margin covers, on a loaded 2-core machine
+// running about ten race-instrumented processes, the restarted process
+// starting and connecting (seconds at worst), a join and a sync round, and
+// handling again what came after the last commit or checkpoint, even after
+// a first fetch that waited out franz-go's 5 s fetch wait (seen with alerts
+// while it also reads its redrive topic); it stays well below what a
+// rebalance stuck on the dead member would cost, franz-go's 60 s rebalance
+// timeout.
+const stallMargin = 15 * time.Second
+
+// checkStalls: each kill round reports a stall for usage, alerts and
+// current, each positive and below the session timeout plus stallMargin.
+func checkStalls(t *testing.T, cfg config, rounds []*stallRound) {
+	t.Helper()
+	if len(rounds) != cfg.kills {
+		t.Errorf("stalls measured for %d kill rounds, want %d", len(rounds), cfg.kills)
+	}
+	limit := cfg.session + stallMargin
+	for _, r := range rounds {
+		for _, service := range measured {
+			var st *stall
+			for _, s := range r.stalls {
+				if s.service == service {
+					st = s
+				}
+			}
+			switch {
+			case st == nil:
+				t.Errorf("kill %d: no stall measured for %s", r.kill, service)
+			case !st.over():
+				t.Errorf("kill %d: partitions %v of %s not back within %v", r.kill, st.left, service, stallLimit)
+			case st.took <= 0 || st.took >= limit:
+				t.Errorf("kill %d: %s stalled %v, want more than 0 and less than %v", r.kill, service, st.took, limit)
+			case len(st.from) == 0:
+				t.Errorf("kill %d: %s stalled %v on no partition", r.kill, service, st.took)
+			default:
+				t.Logf("kill %d (rebalance %v): %s stalled %v on %d partitions (fallback %v)", r.kill, r.rebalance, service, st.took, len(st.from), st.fallback)
+			}
+		}
 	}
 }
 

@@ -23,6 +23,13 @@
 // side by side, and exits 1 if any check of kconsumer's services fails
 // (the naive column is shown, not checked).
 //
+// After each kill it measures the stall of usage, alerts and current: the
+// time from the SIGKILL until every partition the killed instance owned is
+// owned again by a live instance of the service that has handled it up to
+// the offset the killed one had reached, read from the services' /metrics
+// (see stall.go). It prints one line per kill and, below the table, the
+// stalls with their count, median and maximum.
+//
 // Flags:
 //
 //	-sensors 100       sensors (machines) to simulate

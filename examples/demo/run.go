@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -37,6 +38,9 @@ type demo struct {
 
 	malformed *kgo.Record // the record that must end in the DLQ
 	total     int64       // records on sensor-data once the producer is done
+
+	rounds   []*stallRound  // the stalls of each kill round
+	watchers sync.WaitGroup // measuring them
 }
 
 // logf prints a progress line with the time since the start.
@@ -200,17 +204,20 @@ func (d *demo) defineServices(bin, logs string) ([]*service, error) {
 	if d.current, err = def("current", "current", kafka()...); err != nil {
 		return nil, err
 	}
+	d.current.group = "current"
 	for i := 1; i <= 2; i++ {
 		u, err := def(fmt.Sprintf("usage#%d", i), "usage", kafka("-mongo", d.mongoURI, "-database", exactDB,
 			"-session-timeout", session, "-commit-interval", "200ms")...)
 		if err != nil {
 			return nil, err
 		}
+		u.group = "usage"
 		d.usage = append(d.usage, u)
 	}
 	if d.alerts, err = def("alerts", "alerts", kafka("-session-timeout", session)...); err != nil {
 		return nil, err
 	}
+	d.alerts.group = "alerts"
 	if d.query, err = def("query", "query", "-mongo", d.mongoURI, "-database", exactDB); err != nil {
 		return nil, err
 	}
@@ -228,6 +235,13 @@ func (d *demo) defineServices(bin, logs string) ([]*service, error) {
 // scenario runs the services through the kills and checks the outcome.
 func (d *demo) scenario(ctx context.Context, bin, logs string) (result, error) {
 	var res result
+	// The stalls are measured in the background until they end, or until
+	// the scenario does.
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		d.watchers.Wait()
+	}()
 	first := []*service{d.current, d.usage[0], d.alerts, d.query}
 	if d.naive != nil {
 		first = append(first, d.naive, d.queryNaive)
@@ -262,6 +276,9 @@ func (d *demo) scenario(ctx context.Context, bin, logs string) (result, error) {
 		if err := d.waitProgress(ctx, target, expected); err != nil {
 			return res, fmt.Errorf("before kill %d: %w", i+1, err)
 		}
+		// Each kill hits services that came back from the last one, so
+		// that every stall has an end.
+		d.awaitStalls(ctx)
 		if i == rebalanceAt {
 			if err := d.killDuringRebalance(ctx, i+1); err != nil {
 				return res, err
@@ -276,10 +293,15 @@ func (d *demo) scenario(ctx context.Context, bin, logs string) (result, error) {
 		}
 	}
 
-	select {
-	case <-producer.done:
-	case <-ctx.Done():
-		return res, ctx.Err()
+	for waiting := true; waiting; {
+		select {
+		case <-producer.done:
+			waiting = false
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+			d.reportStalls()
+		}
 	}
 	if err := producer.exitError(); err != nil {
 		return res, err
@@ -292,6 +314,15 @@ func (d *demo) scenario(ctx context.Context, bin, logs string) (result, error) {
 	d.total = int64(truth.Messages) + 1
 	if err := d.waitCaughtUp(ctx); err != nil {
 		return res, err
+	}
+	d.awaitStalls(ctx)
+	res.stalls = d.rounds
+	for _, r := range d.rounds {
+		for _, st := range r.stalls {
+			if !st.over() {
+				res.fail("after kill %d, partitions %v of %s were not back within %v", r.kill, st.left, st.service, stallLimit)
+			}
+		}
 	}
 	return d.check(ctx, truth, res)
 }
@@ -377,6 +408,7 @@ func (d *demo) waitProgress(ctx context.Context, target, expected int64) error {
 		if n >= target {
 			return nil
 		}
+		d.reportStalls()
 		if time.Since(lastPrint) > 5*time.Second {
 			d.logf("usage has committed %d of %d records (%.0f%%)", n, expected, 100*float64(n)/float64(expected))
 			lastPrint = time.Now()
@@ -418,10 +450,15 @@ func (d *demo) killRound(ctx context.Context, n int) error {
 	names := make([]string, len(victims))
 	for i, s := range victims {
 		names[i] = fmt.Sprintf("%s (pid %d)", s.name, s.cmd.Process.Pid)
-		s.kill()
 	}
+	owned := d.beforeKill(ctx)
+	killed := killAll(victims)
 	d.logf("kill %d/%d: SIGKILL %s with usage at %d records committed", n, d.cfg.kills, strings.Join(names, ", "), done)
-	return restart(victims)
+	if err := restart(victims); err != nil {
+		return err
+	}
+	d.watchStalls(ctx, n, false, owned, killed)
+	return nil
 }
 
 // killDuringRebalance starts a second usage instance and kills the first
@@ -456,12 +493,15 @@ func (d *demo) killDuringRebalance(ctx context.Context, n int) error {
 	if d.naive != nil {
 		victims = append(victims, d.naive)
 	}
-	for _, s := range victims {
-		s.kill()
-	}
+	owned := d.beforeKill(ctx)
+	killed := killAll(victims)
 	d.logf("kill %d/%d: %s joined the group (state %s); SIGKILL usage#1, current, alerts%s during the rebalance",
 		n, d.cfg.kills, second.name, state, map[bool]string{true: ", usage-naive"}[d.naive != nil])
-	return restart(victims)
+	if err := restart(victims); err != nil {
+		return err
+	}
+	d.watchStalls(ctx, n, true, owned, killed)
+	return nil
 }
 
 func restart(ss []*service) error {
@@ -504,6 +544,7 @@ func (d *demo) waitCaughtUp(ctx context.Context) error {
 		}
 		behind = behind || cur < d.total
 		state = append(state, fmt.Sprintf("current %d", cur))
+		d.reportStalls()
 		if !behind {
 			d.logf("all caught up with %d records (%s)", d.total, strings.Join(state, ", "))
 			return nil
