@@ -26,6 +26,15 @@
 //	go run . broker -n 500000     # prints its address as JSON, stops when stdin closes
 //	go run . client -impl sarama -addr 127.0.0.1:PORT -topic values-100 -n 500000
 //
+// The recovery benchmark SIGKILLs and restarts one member of a consumer
+// group and measures how long its partitions stall, for dynamic members,
+// static members and the next-generation protocol (about five minutes;
+// see recovery.go):
+//
+//	go run . -recovery
+//	go run . -recovery -recovery-modes static:10
+//	go run . member -addr 127.0.0.1:PORT -topic T -group G -mode static -id m1
+//
 // and, to render a saved run again (Markdown on stdout, the chart to -svg):
 //
 //	go run . render results/20261123-203239.json
@@ -43,6 +52,8 @@ func main() {
 		err = brokerMain(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "client":
 		err = clientMain(os.Args[2:])
+	case len(os.Args) > 1 && os.Args[1] == "member":
+		err = memberMain(os.Args[2:])
 	case len(os.Args) > 1 && os.Args[1] == "render":
 		err = renderMain(os.Args[2:])
 	default:

@@ -47,6 +47,7 @@ type options struct {
 	out        string
 	svg        string
 	profile    string
+	recovery   recoveryOptions
 }
 
 // runMain runs the whole benchmark: a broker process, every client in a
@@ -68,11 +69,16 @@ func runMain(args []string) error {
 	fs.StringVar(&o.out, "out", "results", "directory for the raw results (JSON), the table (Markdown) and the memory samples (CSV)")
 	fs.StringVar(&o.svg, "svg", filepath.Join("..", "docs", "bench-throughput.svg"), "file for the bar chart (empty: none)")
 	fs.StringVar(&o.profile, "profile", "", "directory for a CPU profile of every client run (empty: none)")
+	addRecoveryFlags(fs, &o.recovery)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q; subcommands are broker, client and render", fs.Args())
+		return fmt.Errorf("unexpected arguments %q; subcommands are broker, client, member and render", fs.Args())
+	}
+	if o.recovery.enabled {
+		o.recovery.partitions, o.recovery.out = o.partitions, o.out
+		return recoveryMain(context.Background(), o.recovery, os.Args[1:])
 	}
 	var err error
 	if o.sizes, err = parseSizes(sizes); err != nil {
