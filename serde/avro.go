@@ -201,7 +201,7 @@ func (a *Avro[T]) plan(ctx context.Context, topic string, id int) (*plan, error)
 		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			return nil, fault.MarkRetriable(&DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: err})
 		}
-		cause, class := registryError(err)
+		class, cause := registryError(err)
 		return nil, fault.Mark(class, &DecodeError{Topic: topic, Partition: -1, Offset: -1, Key: a.cfg.key, SchemaID: id, Err: cause})
 	}
 

@@ -95,15 +95,15 @@ func nullError(key bool) error {
 // code is retriable: it comes from a wrong URL or a proxy, not from a
 // registry that lacks the schema, and dead-lettering every record for it
 // would be wrong.
-func registryError(err error) (cause error, class fault.Class) {
+func registryError(err error) (class fault.Class, cause error) {
 	re, ok := errors.AsType[*sr.ResponseError](err)
 	if !ok {
-		return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err), fault.Retriable
+		return fault.Retriable, fmt.Errorf("%w: %w", ErrRegistryUnavailable, err)
 	}
 	// The response error's text is only the registry's message.
 	err = fmt.Errorf("%s %s: HTTP %d: %w", re.Method, re.URL, re.StatusCode, err)
 	if re.StatusCode == http.StatusNotFound && sr.IsNotFoundError(re.ErrorCode) {
-		return fmt.Errorf("%w: %w", ErrUnknownSchema, err), fault.Uncertain
+		return fault.Uncertain, fmt.Errorf("%w: %w", ErrUnknownSchema, err)
 	}
-	return fmt.Errorf("%w: %w", ErrRegistryUnavailable, err), fault.Retriable
+	return fault.Retriable, fmt.Errorf("%w: %w", ErrRegistryUnavailable, err)
 }
