@@ -38,6 +38,9 @@ type Consumer struct {
 	onStop       []func(error)
 	onAbort      []func()
 
+	// built is set once New attached every plugin: Ready and Stats, which
+	// probes may call at any time, read what the plugins contributed.
+	built   atomic.Bool
 	ran     atomic.Bool
 	running chan struct{}
 	cl      *kgo.Client
@@ -114,6 +117,7 @@ func New(h Handler, opts ...Opt) (*Consumer, error) {
 	if cfg.ordering != PartitionOrder {
 		c.pool = newPool(cfg.ordering == Unordered)
 	}
+	c.built.Store(true)
 	return c, nil
 }
 
@@ -189,6 +193,9 @@ func (c *Consumer) Group() string { return c.cfg.group }
 
 // Stats returns a snapshot of the Consumer's buffers.
 func (c *Consumer) Stats() Stats {
+	if !c.built.Load() {
+		return Stats{}
+	}
 	c.mu.Lock()
 	n := len(c.workers)
 	c.mu.Unlock()

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -192,6 +193,9 @@ func (c *Consumer) Plugins() []Plugin { return slices.Clone(c.cfg.plugins) }
 // holds (a FullReplay, for example, is ready once it has caught up), and
 // the first condition's error otherwise.
 func (c *Consumer) Ready() error {
+	if !c.built.Load() {
+		return errors.New("consumer: not built yet")
+	}
 	for _, check := range c.ready {
 		if err := check(); err != nil {
 			return err

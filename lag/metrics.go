@@ -152,9 +152,7 @@ func (x *metrics) descs() []*prometheus.Desc {
 		x.healthy, x.ready, x.recoveryReady, x.handled, x.errors, x.holds, x.retries, x.handler,
 		x.rebalances, x.commits, x.commitFails, x.paused, x.assigned,
 		x.inFlight, x.inFlightPeak, x.keyQueue, x.bufferedFetch, x.bufferedProduce,
-	}
-	if x.m.dead != nil {
-		ds = append(ds, x.dlqRecords, x.dlqFailures, x.dlqBreaker, x.dlqOpens, x.dlqHeld)
+		x.dlqRecords, x.dlqFailures, x.dlqBreaker, x.dlqOpens, x.dlqHeld,
 	}
 	return ds
 }
@@ -208,7 +206,12 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(x.groupStatus, float64(s.Status))
 	gauge(x.healthy, boolValue(s.healthy() == nil))
 	gauge(x.ready, boolValue(m.Ready() == nil))
-	gauge(x.recoveryReady, boolValue(m.cons.Ready() == nil))
+	m.mu.Lock()
+	cons, dead := m.cons, m.dead
+	m.mu.Unlock()
+	if cons != nil {
+		gauge(x.recoveryReady, boolValue(cons.Ready() == nil))
+	}
 	gauge(x.paused, float64(paused))
 	gauge(x.assigned, float64(len(s.Partitions)))
 
@@ -232,7 +235,7 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(x.commits, float64(m.commits.Load()))
 	counter(x.commitFails, float64(m.commitFailures.Load()))
-	if d := m.dead; d != nil {
+	if d := dead; d != nil {
 		st := d.RouterStats()
 		for class, n := range st.DeadLetteredByClass {
 			counter(x.dlqRecords, float64(n), fault.Class(class).String())
@@ -242,11 +245,14 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(x.dlqBreaker, breakerValue(st.Breaker))
 		counter(x.dlqOpens, float64(st.BreakerOpens))
 	}
-	st := m.cons.Stats()
+	if cons == nil {
+		return
+	}
+	st := cons.Stats()
 	gauge(x.inFlight, float64(st.InFlight))
 	gauge(x.inFlightPeak, float64(st.PeakInFlight))
 	gauge(x.keyQueue, float64(st.MaxKeyQueue))
-	if cl := m.cons.Client(); cl != nil {
+	if cl := cons.Client(); cl != nil {
 		gauge(x.bufferedFetch, float64(cl.BufferedFetchRecords()))
 		gauge(x.bufferedProduce, float64(cl.BufferedProduceRecords()))
 	}

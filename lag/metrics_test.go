@@ -282,7 +282,9 @@ func TestMonitorAttachesAgainAfterNewFails(t *testing.T) {
 	m := newMonitor(t, lag.Registerer(reg))
 	nop := consumer.HandlerFunc(func(context.Context, *kgo.Record) error { return nil })
 	refuse := consumer.PluginFunc(func(*consumer.Attachment) error { return errors.New("refused") })
-	if _, err := consumer.New(nop, consumer.Topics(topic), consumer.Group(group), consumer.With(m, refuse)); !errors.Is(err, consumer.ErrInvalidOption) {
+	// With a dead-letter router beside it, the Monitor's metrics describe
+	// the dead-letter series too: they must go all the same.
+	if _, err := consumer.New(nop, consumer.Topics(topic), consumer.Group(group), consumer.With(&deadLetters{}, m, refuse)); !errors.Is(err, consumer.ErrInvalidOption) {
 		t.Fatalf("New with a plugin that refuses = %v, want ErrInvalidOption", err)
 	}
 	if _, err := consumer.New(nop, consumer.Topics(topic), consumer.Group(group), consumer.With(m)); err != nil {

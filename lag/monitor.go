@@ -127,15 +127,16 @@ func (m *Monitor) Attach(a *consumer.Attachment) error {
 		m.mu.Unlock()
 		m.attached.Store(false)
 	}
+	// Abort hooks run last first: the metrics go before the state that
+	// describes them.
+	a.OnAbort(detach)
 	if m.cfg.reg != nil {
 		if err := m.cfg.reg.Register(m.metrics); err != nil {
-			detach()
 			return fmt.Errorf("lag: registering metrics: %w", err)
 		}
 		a.OnAbort(m.Unregister)
 		m.kprom = newKprom(m.cfg.reg, group)
 	}
-	a.OnAbort(detach)
 	a.Observe(m)
 	a.ClientOpts(m.clientHooks())
 	a.OnStop(m.runReturned)
