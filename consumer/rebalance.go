@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -34,6 +35,7 @@ func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	}
 	c.own(revoked, false)
 	c.stopWorkers(c.takeWorkers(revoked), c.cfg.revokeTimeout, false)
+	c.settleDraining(revoked, c.cfg.revokeTimeout)
 	if !c.closing.Load() {
 		cctx, cancel := context.WithTimeout(ctx, c.cfg.revokeTimeout)
 		if err := c.commit(cctx, stale); err != nil {
@@ -45,6 +47,36 @@ func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	c.rebalanced(Revoked, revoked)
 	if c.cfg.onRevoked != nil {
 		c.cfg.onRevoked(ctx, revoked)
+	}
+}
+
+// settleDraining waits up to timeout for the runners of the given
+// partitions that the shutdown took and still drains, then abandons them: a
+// revoke during the drain commits what they stored, and nothing they would
+// store later can bring a partition another member owns now back into the
+// last commit.
+func (c *Consumer) settleDraining(partitions map[string][]int32, timeout time.Duration) {
+	var ws []runner
+	c.mu.Lock()
+	for topic, ps := range partitions {
+		for _, p := range ps {
+			if w := c.draining[tp{topic, p}]; w != nil {
+				ws = append(ws, w)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if len(ws) == 0 {
+		return
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for _, w := range ws {
+		select {
+		case <-w.part().done:
+		case <-deadline.C:
+		}
+		w.part().abandon()
 	}
 }
 
