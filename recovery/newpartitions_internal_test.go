@@ -160,6 +160,16 @@ func TestCheckpointSkipTellsNewPartitionsFromAFirstStart(t *testing.T) {
 			want:     map[int32]kgo.Offset{0: earliest, 1: earliest},
 			newOnes:  2,
 		},
+		{
+			// Records re-driven and dead-lettered again leave a commit
+			// and no checkpoint: the commit is where the group is.
+			name:     "a plugin's topic with a commit and no checkpoint starts at the commit",
+			plugin:   true,
+			commits:  map[int32]int64{0: 5},
+			assigned: map[int32]kgo.Offset{0: at(5), 1: none},
+			want:     map[int32]kgo.Offset{0: at(5), 1: earliest},
+			newOnes:  1,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			group := fmt.Sprintf("g%d", i)

@@ -193,6 +193,12 @@ func (s *CheckpointSkip) startOffsets(ctx context.Context, committed map[string]
 			case ok:
 			case s.outOfOrder && c >= 0 && c <= end:
 				next, cp = c, -1 // no checkpoint: the commit steps over gaps, see below
+			case c >= 0 && c <= end && !slices.Contains(s.topics, topic):
+				// A plugin's topic, such as a redrive topic, has no
+				// checkpoint when its records were all dead-lettered
+				// again; its commit is where the group is.
+				out[topic][p] = kgo.NewOffset().At(c)
+				continue
 			case c < 0 && before[topic]:
 				// Neither a checkpoint nor a commit, in a topic the group
 				// consumed before: a partition added since, whose every
