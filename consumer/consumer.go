@@ -33,7 +33,7 @@ type Consumer struct {
 	positioner   Plugin // the plugin that set startOffsets
 	ready        []func() error
 	onRebalance  []func(Event, map[string][]int32)
-	onStart      []func(context.Context, *kgo.Client) error
+	onStart      []startHook
 	onDrained    []func(context.Context) error
 	onStop       []func(error)
 	onAbort      []func()
@@ -211,9 +211,10 @@ func (c *Consumer) Stats() Stats {
 // group and closes the client. Handler contexts carry ctx's values but not
 // its cancellation. Run returns nil after a clean shutdown, an error
 // wrapping ErrDrainTimeout if handlers did not finish in time, the commit's
-// error if the last commit failed, the error of a plugin's OnDrained, an
-// error wrapping ErrInvalidOption if the client's options conflict with
-// the Consumer's own, and ErrRunTwice if called again.
+// error if the last commit failed, the error of a plugin's OnStart (before
+// anything is consumed) or OnDrained, an error wrapping ErrInvalidOption if
+// the client's options conflict with the Consumer's own, and ErrRunTwice if
+// called again.
 func (c *Consumer) Run(ctx context.Context) (err error) {
 	if !c.ran.CompareAndSwap(false, true) {
 		return ErrRunTwice
@@ -255,10 +256,10 @@ func (c *Consumer) start(ctx context.Context) (*kgo.Client, error) {
 		c.close(cl)
 		return nil, err
 	}
-	for _, fn := range c.onStart {
-		if err := fn(ctx, cl); err != nil {
+	for _, h := range c.onStart {
+		if err := h.fn(ctx, cl); err != nil {
 			c.close(cl)
-			return nil, fmt.Errorf("consumer: starting: %w", err)
+			return nil, fmt.Errorf("consumer: starting %T: %w", h.plugin, err)
 		}
 	}
 	return cl, nil

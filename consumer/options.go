@@ -198,7 +198,9 @@ func RevokeTimeout(d time.Duration) Opt {
 // cancels their context, commits and leaves the group; the default is 30 s.
 // The last commit takes at most 5 s and the leave at most 4 s, so Run
 // returns within ShutdownTimeout plus 9 s whatever the group is doing, even
-// with a JoinGroup the broker never answers.
+// with a JoinGroup the broker never answers, plus what plugins' OnStop
+// hooks take (a dlq.Router waits up to its WriteTimeout for dead letters
+// that handlers abandoned at the drain deadline were still writing).
 func ShutdownTimeout(d time.Duration) Opt {
 	return opt(func(c *cfg) { c.shutdownTimeout = d })
 }

@@ -81,8 +81,10 @@ func (a *Attachment) Consumer() *Consumer { return a.c }
 
 // ConnectOpts returns the options that say how to reach and authenticate
 // to the Consumer's cluster: its seed brokers and every option given to
-// ClientOpts. A plugin that needs a client of its own, such as a producer,
-// can build it from them.
+// ClientOpts, hooks included. A plugin that needs a client of its own, such
+// as a producer, can build it from them; a hook that must see one client
+// only (plugin/kprom's metrics register once) belongs then in the
+// plugin's own options rather than in ClientOpts.
 func (a *Attachment) ConnectOpts() []kgo.Opt {
 	var opts []kgo.Opt
 	if len(a.c.cfg.brokers) > 0 {
@@ -134,7 +136,7 @@ func (a *Attachment) OnRebalance(fn func(e Event, partitions map[string][]int32)
 // the first poll, in attachment order. An error ends Run before it
 // consumes anything.
 func (a *Attachment) OnStart(fn func(ctx context.Context, cl *kgo.Client) error) {
-	a.c.onStart = append(a.c.onStart, fn)
+	a.c.onStart = append(a.c.onStart, startHook{fn, a.plugin})
 }
 
 // OnDrained adds a function that Run calls at shutdown once handlers
@@ -202,6 +204,12 @@ func (c *Consumer) Ready() error {
 		}
 	}
 	return nil
+}
+
+// A startHook is a plugin's OnStart function.
+type startHook struct {
+	fn     func(context.Context, *kgo.Client) error
+	plugin Plugin
 }
 
 // observers tells each of several Observers.

@@ -32,9 +32,9 @@
 // readiness (Consumer.Ready: a recovery strategy once caught up), and fails
 // /healthz and /readyz once Run returned. A Monitor observes one Consumer.
 //
-// While that router's circuit breaker is open, /readyz fails with the
-// breaker's reason and /healthz does not: the failure is downstream, and a
-// restart would not mend it. A record the breaker holds (fault.ErrHeld) is
+// While that router's circuit breaker is open or half-open, /readyz fails
+// with the breaker's reason and /healthz does not: the failure is
+// downstream, and a restart would not mend it. A record the breaker holds (fault.ErrHeld) is
 // counted as a hold, not a handler error, and its partition as paused.
 //
 // Each partition gets a Status in the spirit of Burrow: OK, WARN (lag
