@@ -596,10 +596,14 @@ func (c *Consumer) leave(cl *kgo.Client) {
 		m.MemberID = member
 		req.Members = append(req.Members, m)
 		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-		if _, lerr := req.RequestWith(ctx, cl); lerr != nil {
-			c.cfg.logger.Warn("leaving the group failed; it waits for this member's session to expire", "err", lerr)
-		}
+		_, lerr := req.RequestWith(ctx, cl)
 		cancel()
+		if lerr == nil {
+			c.cfg.logger.Info("left the group with a LeaveGroup of our own; the client's leave did not finish in time", "err", err)
+			c.cancelClient()
+			return
+		}
+		c.cfg.logger.Warn("leaving the group failed; it waits for this member's session to expire", "err", lerr)
 	}
 	c.cfg.logger.Warn("the group leave did not finish in time; closing without it", "err", err)
 	c.cancelClient()

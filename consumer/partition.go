@@ -205,7 +205,7 @@ func (p *partition) handle(r *kgo.Record, start time.Time) (ok bool, end time.Ti
 	}
 }
 
-// backoff returns a capped exponential delay with jitter in [d/2, d).
+// backoff returns a capped exponential delay d with jitter, in [d/2, d].
 func backoff(min, max time.Duration, attempt int) time.Duration {
 	d := max
 	if attempt < 32 {
