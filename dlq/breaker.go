@@ -1,13 +1,13 @@
 package dlq
 
 import (
-	"github.com/kconsumer/kconsumer/fault"
-
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 type breakerCfg struct {

@@ -1,12 +1,12 @@
 package dlq
 
 import (
-	"github.com/kconsumer/kconsumer/fault"
-
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 type clock struct{ t time.Time }

@@ -7,7 +7,10 @@
 // A Router is a consumer.Plugin; attach it after the recovery strategy, if
 // any. It learns the Consumer's group (written to each dead letter),
 // brokers and logger when it attaches, and flushes its dead letters when
-// Run returns:
+// Run returns: it waits up to WriteTimeout for dead-letter writes still in
+// progress (from handlers abandoned at the drain deadline), which adds up
+// to WriteTimeout to how long the Consumer's Run takes to return after its
+// context is done, beyond the bound of consumer.ShutdownTimeout:
 //
 //	router, err := dlq.New()
 //	if err != nil {
@@ -155,6 +158,21 @@
 // same dead-letter topic, and nothing multiplies. Redrive can pick letters
 // by group, class, offset range or failure time, and keeps its progress as
 // a consumer group's offsets on the dead-letter topic so that running it
-// again copies nothing twice. The redrive command in the examples module
+// again copies nothing twice. A redrive topic with fewer partitions than
+// its source (the source grew since) gets more, when the Router starts and
+// when Redrive copies to it. The redrive command in the examples module
 // wraps it.
+//
+// A re-driven record reaches the handler from the redrive topic: its
+// r.Topic is "<source>.redrive.<group>" ("sensor-data.redrive.usage"), not
+// the source. A handler that branches on the topic, or keeps state per
+// topic, maps it back with SourceTopic(r.Topic, group); the dead-letter
+// topic of a re-driven record that fails again is chosen the same way.
+//
+// RedriveTopic replaces each character a topic name cannot hold by '_', so
+// two group IDs that differ only in such characters ("a:b" and "a/b")
+// share a redrive topic, and each group reads the other's re-driven
+// records. Kafka's limit of 249 characters on a topic name applies to the
+// redrive topic too: a longer one cannot be created. Name groups with
+// [a-zA-Z0-9._-] only, short enough for "<source>.redrive.<group>".
 package dlq

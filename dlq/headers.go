@@ -1,8 +1,6 @@
 package dlq
 
 import (
-	"github.com/kconsumer/kconsumer/fault"
-
 	"bytes"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // Headers a Router appends to every dead letter, after the original record's

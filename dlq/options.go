@@ -1,14 +1,14 @@
 package dlq
 
 import (
-	"github.com/kconsumer/kconsumer/fault"
-
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // ErrInvalidOption is returned by New and Redrive, wrapped, for a missing or
@@ -167,6 +167,11 @@ func UncertainFor(d time.Duration) RouterOpt {
 // a shutdown or a revoke, even when the broker never answers. A write that
 // timed out may still land later; the retry then writes a second dead letter
 // of the same record, with the same source headers.
+//
+// When the Consumer's Run ends, the Router waits up to d once more for
+// writes still in progress, those of handlers abandoned at the drain
+// deadline: that adds up to d to the bound of consumer.ShutdownTimeout on
+// how long Run takes to return.
 func WriteTimeout(d time.Duration) RouterOpt {
 	return routerOpt(func(c *routerCfg) { c.writeTimeout = d })
 }

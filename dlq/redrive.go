@@ -30,6 +30,12 @@ type RedriveStats struct {
 // attached to a Consumer with a group reads the redrive topic of each of
 // the Consumer's topics, so a re-driven record reaches that group only:
 // other groups, which handled the record already, never see it again.
+//
+// The record reaches the handler with this topic as its Topic; SourceTopic
+// maps it back. Since characters are replaced, two groups whose IDs differ
+// only in characters outside [a-zA-Z0-9._-] share a redrive topic, and a
+// name longer than Kafka's 249 characters cannot be created: name groups
+// with [a-zA-Z0-9._-] only.
 func RedriveTopic(topic, group string) string {
 	return topic + redriveInfix + topicSafe(group)
 }
@@ -57,17 +63,31 @@ func topicSafe(s string) string {
 }
 
 // createRedriveTopic creates target with the partition count of source,
-// unless it exists.
+// unless it exists, and adds partitions to a target that has fewer than
+// source, so that each partition of source has its own in target: a source
+// that grew since target was created would otherwise have records that
+// cannot be re-driven to the partition they came from.
 func createRedriveTopic(ctx context.Context, adm *kadm.Client, source, target string) error {
+	return ensureRedriveTopic(ctx, adm, source, target, true)
+}
+
+// ensureRedriveTopic is createRedriveTopic; when again is true and target
+// was created meanwhile, it looks once more, to grow it if need be.
+func ensureRedriveTopic(ctx context.Context, adm *kadm.Client, source, target string, again bool) error {
 	details, err := adm.ListTopics(ctx, source, target)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", source, err)
 	}
-	if t, ok := details[target]; ok && t.Err == nil {
+	src, srcOK := details[source]
+	srcOK = srcOK && src.Err == nil
+	dst, dstOK := details[target]
+	dstOK = dstOK && dst.Err == nil
+	switch {
+	case dstOK && (!srcOK || len(dst.Partitions) >= len(src.Partitions)):
 		return nil
-	}
-	src, ok := details[source]
-	if !ok || src.Err != nil {
+	case dstOK:
+		return growRedriveTopic(ctx, adm, target, len(src.Partitions))
+	case !srcOK:
 		return fmt.Errorf("source topic %s: not found", source)
 	}
 	resp, err := adm.CreateTopic(ctx, int32(len(src.Partitions)), -1, nil, target)
@@ -75,10 +95,37 @@ func createRedriveTopic(ctx context.Context, adm *kadm.Client, source, target st
 		err = resp.Err
 	}
 	if errors.Is(err, kerr.TopicAlreadyExists) {
-		return nil
+		// Created meanwhile, by a Router or another Redrive, perhaps
+		// with fewer partitions than the source has now.
+		if !again {
+			return nil
+		}
+		return ensureRedriveTopic(ctx, adm, source, target, false)
 	}
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", target, err)
+	}
+	return nil
+}
+
+// growRedriveTopic raises the partition count of target to n.
+func growRedriveTopic(ctx context.Context, adm *kadm.Client, target string, n int) error {
+	resps, err := adm.UpdatePartitions(ctx, n, target)
+	if err == nil {
+		if resp, ok := resps[target]; ok {
+			err = resp.Err
+		}
+	}
+	if errors.Is(err, kerr.InvalidPartitions) {
+		// Grown meanwhile by someone else, to n or beyond?
+		if details, lerr := adm.ListTopics(ctx, target); lerr == nil {
+			if t, ok := details[target]; ok && t.Err == nil && len(t.Partitions) >= n {
+				return nil
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("adding partitions to %s, up to %d: %w", target, n, err)
 	}
 	return nil
 }
@@ -87,7 +134,8 @@ func createRedriveTopic(ctx context.Context, adm *kadm.Client, source, target st
 // them: to the partition they came from, of that group's redrive topic
 // (RedriveTopic), which only that group reads, with their original key,
 // value, headers and timestamp; the Router's headers are dropped. A redrive
-// topic that does not exist is created with its source's partition count.
+// topic that does not exist is created with its source's partition count,
+// and one with fewer partitions than its source gets more to match.
 // Dead letters of a Consumer without a group are left where they are and
 // counted as NoGroup. It reads
 // each partition from where the ProgressGroup left it up to the end offset
@@ -203,10 +251,10 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 				stats.Skipped++
 			case l.Group == "":
 				stats.NoGroup++
-			case copied[letterOf{l.Group, SourceTopic(l.Topic, l.Group), l.Partition, l.Offset}]:
+			case copied[letterOf{l.Group, l.Topic, l.Partition, l.Offset}]:
 				stats.Duplicates++
 			default:
-				copied[letterOf{l.Group, SourceTopic(l.Topic, l.Group), l.Partition, l.Offset}] = true
+				copied[letterOf{l.Group, l.Topic, l.Partition, l.Offset}] = true
 				src := SourceTopic(l.Topic, l.Group)
 				target := RedriveTopic(src, l.Group)
 				if !created[target] {
@@ -250,7 +298,10 @@ func Redrive(ctx context.Context, topic string, opts ...RedriveOpt) (RedriveStat
 	return stats, nil
 }
 
-// letterOf names the record a dead letter holds, for a group.
+// letterOf names the record a dead letter holds, for a group. The topic is
+// the one the record was read from (HeaderTopic), not its source: a record
+// read from a redrive topic has that topic's offset, a numbering of its
+// own, so source p0@7 and redrive p0@7 are two records.
 type letterOf struct {
 	group, topic string
 	partition    int32

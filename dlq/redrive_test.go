@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/dlq"
@@ -255,5 +257,144 @@ func TestRedriveCopiesARecordDeadLetteredTwiceOnce(t *testing.T) {
 	}
 	if got := values(readTopic(t, cluster, redriven)); !slices.Equal(got, []string{"p7"}) {
 		t.Errorf("redrive topic holds %v, want the record once", got)
+	}
+}
+
+// letterFor returns a dead letter of the test group for the record of
+// from at partition p, offset off, as a Router writes it; from is the topic
+// the record was read from, the source or a redrive topic.
+func letterFor(from string, p int32, off int64, v string) *kgo.Record {
+	h := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
+	return &kgo.Record{Topic: dlqTopic, Value: []byte(v), Headers: []kgo.RecordHeader{
+		h(dlq.HeaderTopic, from), h(dlq.HeaderPartition, strconv.FormatInt(int64(p), 10)),
+		h(dlq.HeaderOffset, strconv.FormatInt(off, 10)), h(dlq.HeaderTimestamp, "1700000000000"),
+		h(dlq.HeaderGroup, group), h(dlq.HeaderClass, "poison"), h(dlq.HeaderError, "bad"),
+		h(dlq.HeaderAttempts, "1"), h(dlq.HeaderFailedAt, "1700000000500"),
+	}}
+}
+
+// TestRedriveTellsASourceRecordFromARedriveRecordAtTheSameOffset: a letter
+// written while consuming the redrive topic carries that topic's offset, a
+// numbering of its own, so source p0@7 and redrive p0@7 are two records.
+func TestRedriveTellsASourceRecordFromARedriveRecordAtTheSameOffset(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	cluster.Produce(t, letterFor(topic, 0, 7, "from-source"), letterFor(redriven, 0, 7, "from-redrive"))
+	s := redrive(t, cluster)
+	if s.Copied != 2 || s.Duplicates != 0 || s.Topics[redriven] != 2 {
+		t.Fatalf("redrive: %+v, want both copied to %s, no duplicate", s, redriven)
+	}
+	if got, want := values(readTopic(t, cluster, redriven)), []string{"from-source", "from-redrive"}; !slices.Equal(got, want) {
+		t.Errorf("redrive topic holds %v, want %v", got, want)
+	}
+	if c := cluster.Committed(t, dlqTopic+".redrive", dlqTopic); c[0] != 2 {
+		t.Errorf("progress at %d, want 2", c[0])
+	}
+}
+
+// growSource adds partitions to the source topic, up to n.
+func growSource(t *testing.T, c *kafkatest.Cluster, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resps, err := c.Admin.UpdatePartitions(ctx, n, topic)
+	if err == nil {
+		err = resps[topic].Err
+	}
+	if err != nil {
+		t.Fatalf("adding partitions to %s: %v", topic, err)
+	}
+}
+
+// partitionsOf returns how many partitions topic has. It asks with a client
+// of its own: c.Admin caches metadata for a few seconds.
+func partitionsOf(t *testing.T, c *kafkatest.Cluster, topic string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	details, err := kadm.NewClient(c.Client(t)).ListTopics(ctx, topic)
+	if err == nil {
+		err = details[topic].Err
+	}
+	if err != nil {
+		t.Fatalf("listing %s: %v", topic, err)
+	}
+	return len(details[topic].Partitions)
+}
+
+// TestRedriveGrowsARedriveTopicBehindItsSource: a redrive topic created
+// before its source gained partitions gets them when a dead letter of a new
+// partition is re-driven.
+func TestRedriveGrowsARedriveTopicBehindItsSource(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	cluster.Produce(t, letterFor(topic, 0, 0, "old"))
+	if s := redrive(t, cluster); s.Copied != 1 {
+		t.Fatalf("first run: %+v, want 1 copied", s)
+	}
+	if n := partitionsOf(t, cluster, redriven); n != 1 {
+		t.Fatalf("%s has %d partitions, want 1", redriven, n)
+	}
+	growSource(t, cluster, 3)
+	cluster.Produce(t, letterFor(topic, 2, 0, "new"))
+	if s := redrive(t, cluster); s.Copied != 1 {
+		t.Fatalf("run after the source grew: %+v, want 1 copied", s)
+	}
+	if n := partitionsOf(t, cluster, redriven); n != 3 {
+		t.Errorf("%s has %d partitions, want the source's 3", redriven, n)
+	}
+	for _, r := range readTopic(t, cluster, redriven) {
+		if want := map[string]int32{"old": 0, "new": 2}[string(r.Value)]; r.Partition != want {
+			t.Errorf("copy %q in partition %d, want %d", r.Value, r.Partition, want)
+		}
+	}
+}
+
+// TestRedriveCopiesADeadLetterOfANewSourcePartition: the source gains
+// partitions after its redrive topic was created; a record of a new
+// partition is dead-lettered and re-driven to the same partition of the
+// redrive topic.
+func TestRedriveCopiesADeadLetterOfANewSourcePartition(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	deadLetter(t, cluster, produceLater("p0"))
+	if n := partitionsOf(t, cluster, redriven); n != 1 {
+		t.Fatalf("%s has %d partitions, want 1", redriven, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resps, err := cluster.Admin.CreatePartitions(ctx, 2, topic)
+	if err == nil {
+		err = resps[topic].Err
+	}
+	if err != nil {
+		t.Fatalf("adding partitions to %s: %v", topic, err)
+	}
+	cl := cluster.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 2, Key: []byte("k"), Value: []byte("p-new")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// deadLetter's wait reads end offsets through c.Admin, whose metadata
+	// of the source may predate its growth: wait for the dead letter.
+	router := newRouter(t, cluster)
+	stop := start(t, cluster, router, newHandler(func(*kgo.Record, int) error { return fault.MarkPoison(errors.New("bad")) }))
+	kafkatest.WaitFor(t, 20*time.Second, "the record of partition 2 dead-lettered", func() bool {
+		return router.RouterStats().DeadLettered == 1
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// The Router grew the redrive topic when it started.
+	if n := partitionsOf(t, cluster, redriven); n != 3 {
+		t.Errorf("%s has %d partitions after the Router started, want the source's 3", redriven, n)
+	}
+
+	if s := redrive(t, cluster); s.Copied != 2 || s.Topics[redriven] != 2 {
+		t.Fatalf("redrive: %+v, want 2 copied to %s", s, redriven)
+	}
+	if n := partitionsOf(t, cluster, redriven); n != 3 {
+		t.Errorf("%s has %d partitions, want the source's 3", redriven, n)
+	}
+	for _, r := range readTopic(t, cluster, redriven) {
+		if want := map[string]int32{"p0": 0, "p-new": 2}[string(r.Value)]; r.Partition != want {
+			t.Errorf("copy %q in partition %d, want %d", r.Value, r.Partition, want)
+		}
 	}
 }

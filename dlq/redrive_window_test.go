@@ -14,12 +14,14 @@ import (
 	"github.com/kconsumer/kconsumer/internal/kafkatest"
 )
 
-// failedAt returns a dead letter of the test group for value v, failed at
-// the given time, as a Router writes it.
-func failedAt(v string, at time.Time) *kgo.Record {
+// failedAt returns a dead letter of the test group for value v, the record
+// at offset off of the source, failed at the given time, as a Router writes
+// it. Each letter names a record of its own: Redrive copies a record once
+// per run, however many letters it has.
+func failedAt(v string, off int64, at time.Time) *kgo.Record {
 	h := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
 	return &kgo.Record{Topic: dlqTopic, Key: []byte("k"), Value: []byte(v), Headers: []kgo.RecordHeader{
-		h(dlq.HeaderTopic, topic), h(dlq.HeaderPartition, "0"), h(dlq.HeaderOffset, "0"),
+		h(dlq.HeaderTopic, topic), h(dlq.HeaderPartition, "0"), h(dlq.HeaderOffset, strconv.FormatInt(off, 10)),
 		h(dlq.HeaderTimestamp, "1700000000000"), h(dlq.HeaderGroup, group), h(dlq.HeaderClass, "poison"),
 		h(dlq.HeaderError, "bad"), h(dlq.HeaderAttempts, "1"),
 		h(dlq.HeaderFailedAt, strconv.FormatInt(at.UnixMilli(), 10)),
@@ -30,7 +32,7 @@ func TestRedriveFiltersByFailureTime(t *testing.T) {
 	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
 	t0 := time.UnixMilli(1_700_000_000_000)
 	hour := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
-	cluster.Produce(t, failedAt("h0", hour(0)), failedAt("h1", hour(1)), failedAt("h2", hour(2)), failedAt("h3", hour(3)))
+	cluster.Produce(t, failedAt("h0", 0, hour(0)), failedAt("h1", 1, hour(1)), failedAt("h2", 2, hour(2)), failedAt("h3", 3, hour(3)))
 
 	// [1h, 3h): the letter failed exactly at since is in, the one at until out.
 	if s := redrive(t, cluster, dlq.ProgressGroup("a"), dlq.FailedBetween(hour(1), hour(3))); s.Copied != 2 || s.Skipped != 2 {

@@ -126,7 +126,9 @@ const (
 // logger (unless WithLogger is given) when it attaches. When the Consumer's
 // Run returns, the Router waits up to WriteTimeout for dead-letter writes
 // in progress and closes the producer it created; Close does that for a
-// Router that never ran.
+// Router that never ran. That wait is part of Run: it adds up to
+// WriteTimeout to the bound of consumer.ShutdownTimeout on how long Run
+// takes to return.
 func New(opts ...RouterOpt) (*Router, error) {
 	cfg := defaultRouterCfg()
 	for _, o := range opts {
@@ -177,11 +179,25 @@ func (r *Router) connect(opts []kgo.Opt) error {
 
 // Attach implements consumer.Plugin: the Router becomes the Consumer's
 // error-routing middleware. It fails when the Router is attached already.
+// When New fails after Attach, the Router lets go of what Attach set up
+// (the producer it created, the group and logger it learnt), so that it
+// can be attached to another Consumer.
 func (r *Router) Attach(a *consumer.Attachment) error {
 	if !r.attached.CompareAndSwap(false, true) {
 		return errors.New("dlq: the Router serves another Consumer already")
 	}
-	a.OnAbort(func() { r.attached.Store(false) })
+	// The abort hook undoes exactly what this Attach did.
+	group, logger, brk := r.group, r.cfg.logger, r.breaker
+	connected := false
+	a.OnAbort(func() {
+		if connected {
+			r.cl.Close()
+			r.cl, r.ownsCl = nil, false
+			r.closeOnce = sync.Once{}
+		}
+		r.group, r.cfg.logger, r.breaker = group, logger, brk
+		r.attached.Store(false)
+	})
 	r.group = a.Group()
 	if !r.cfg.loggerSet {
 		r.cfg.logger = a.Logger()
@@ -191,19 +207,21 @@ func (r *Router) Attach(a *consumer.Attachment) error {
 		if err := r.connect(a.ConnectOpts()); err != nil {
 			return err
 		}
-		a.OnAbort(r.Close)
+		connected = true
 	}
 	a.Use(r.middleware)
 	if r.group != "" {
 		// The group's dead letters come back on topics of its own, so
-		// that no other group reads them again.
+		// that no other group reads them again. The Attachment is valid
+		// only during Attach: the topics are taken now.
+		topics := a.Topics()
 		var redrive []string
-		for _, t := range a.Topics() {
+		for _, t := range topics {
 			redrive = append(redrive, RedriveTopic(t, r.group))
 		}
 		a.Consume(redrive...)
 		a.OnStart(func(ctx context.Context, cl *kgo.Client) error {
-			r.createRedriveTopics(ctx, cl, a.Topics())
+			r.createRedriveTopics(ctx, cl, topics)
 			return nil
 		})
 	}
@@ -225,7 +243,8 @@ func (r *Router) Attach(a *consumer.Attachment) error {
 
 // createRedriveTopics creates the group's redrive topic of each source
 // topic that lacks one, with the source's partition count, so that the
-// Consumer reads it from its first assignment. It only logs a failure (no
+// Consumer reads it from its first assignment, and adds partitions to one
+// that has fewer than its source. It only logs a failure (no
 // rights to create topics, say): Redrive creates the topic too, and the
 // Consumer picks it up at its next metadata refresh.
 func (r *Router) createRedriveTopics(ctx context.Context, cl *kgo.Client, sources []string) {

@@ -530,3 +530,43 @@ func TestARunOfPoisonNeverOpensTheBreaker(t *testing.T) {
 		t.Errorf("Stats = %+v, want 4 dead letters, all poison", s)
 	}
 }
+
+// TestRouterAttachesAgainAfterAFailedNew: when consumer.New fails after the
+// Router attached (a later plugin refuses), the Router lets go of the
+// producer it created, and a Consumer it is attached to next writes dead
+// letters with a producer of its own.
+func TestRouterAttachesAgainAfterAFailedNew(t *testing.T) {
+	cluster := kafkatest.NewCluster(t, 1, topic, dlqTopic)
+	// No SeedBrokers: the Router connects when it attaches.
+	router, err := dlq.New(dlq.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(router.Close)
+	h := newHandler(func(r *kgo.Record, _ int) error {
+		if bytes.Equal(r.Value, []byte("poison")) {
+			return fault.MarkPoison(errors.New("bad"))
+		}
+		return nil
+	})
+	refuse := consumer.PluginFunc(func(*consumer.Attachment) error { return errors.New("refused") })
+	if _, err := consumer.New(h, consumerOpts(cluster, router, consumer.With(refuse))...); err == nil ||
+		!strings.Contains(err.Error(), "refused") {
+		t.Fatalf("New with a refusing plugin returned %v, want its error", err)
+	}
+
+	produceValues(t, cluster, "ok", "poison", "ok")
+	stop := start(t, cluster, router, h)
+	kafkatest.WaitFor(t, 20*time.Second, "offsets committed past the poison record", func() bool {
+		return cluster.Committed(t, group, topic)[0] == 3
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := router.RouterStats(); s.DeadLettered != 1 || s.WriteFailures != 0 {
+		t.Errorf("Stats = %+v, want 1 dead letter and no write failure", s)
+	}
+	if got := values(readTopic(t, cluster, dlqTopic)); !slices.Equal(got, []string{"poison"}) {
+		t.Errorf("dead letters %v, want [poison]", got)
+	}
+}
