@@ -4,7 +4,11 @@ package chaos
 
 import (
 	"flag"
+	"fmt"
+	"math/rand/v2"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +17,7 @@ import (
 
 var (
 	soakDuration = flag.Duration("chaos.duration", 0, "run TestSoak with every fault for this long (it is skipped without)")
-	seed         = flag.Uint64("chaos.seed", 0, "seed of the scenarios; 0 picks one from the clock")
+	seedFlag     = flag.Uint64("chaos.seed", 0, "run the scenarios with this seed only, to replay a failure (or set "+seedEnv+"); 0 runs the fixed seeds and a random one")
 	verbose      = flag.Bool("chaos.v", false, "print the progress of each scenario")
 )
 
@@ -26,17 +30,80 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func scenarioSeed(t *testing.T) uint64 {
-	s := *seed
-	if s == 0 {
-		s = uint64(time.Now().UnixNano())
+// seedEnv replays a seed like -chaos.seed, for runs that cannot pass the
+// flag, such as go test ./... over packages without it.
+const seedEnv = "CHAOS_SEED"
+
+// fixedSeeds are the seeds TestScenarios always runs, so that a run is
+// comparable with the last; a random seed is added to explore.
+var fixedSeeds = []uint64{1, 2}
+
+// randomSeed is this process's random seed: one for all the scenarios, so
+// that one seed replays any of them.
+var randomSeed = sync.OnceValue(func() uint64 {
+	for {
+		if s := rand.Uint64(); s != 0 {
+			return s
+		}
 	}
-	t.Logf("seed %d (rerun with -chaos.seed=%d)", s, s)
+})
+
+// replaySeed returns the seed given by -chaos.seed or CHAOS_SEED, 0 for
+// none. The flag wins.
+func replaySeed(t *testing.T) uint64 {
+	if *seedFlag != 0 {
+		return *seedFlag
+	}
+	v := os.Getenv(seedEnv)
+	if v == "" {
+		return 0
+	}
+	s, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || s == 0 {
+		t.Fatalf("%s=%q: want a seed, a positive integer", seedEnv, v)
+	}
 	return s
 }
 
+// seeds returns the seeds the scenarios run with: the one to replay if
+// given, else the fixed seeds and a random one, which it logs.
+func seeds(t *testing.T) []uint64 {
+	if s := replaySeed(t); s != 0 {
+		t.Logf("replaying seed %d", s)
+		return []uint64{s}
+	}
+	r := randomSeed()
+	t.Logf("seeds %v and random seed %d (%s)", fixedSeeds, r, replay(r))
+	return append(fixedSeeds[:len(fixedSeeds):len(fixedSeeds)], r)
+}
+
+// replay says how to run a seed again.
+func replay(seed uint64) string {
+	return fmt.Sprintf("replay with -chaos.seed=%d or %s=%d", seed, seedEnv, seed)
+}
+
+// scenarioSeed returns the seed of a single scenario: the one to replay if
+// given, else a random one. It logs it.
+func scenarioSeed(t *testing.T) uint64 {
+	s := replaySeed(t)
+	if s == 0 {
+		s = randomSeed()
+	}
+	t.Logf("seed %d (%s)", s, replay(s))
+	return s
+}
+
+// withSeed makes a failure of t name the seed and how to replay it.
+func withSeed(t *testing.T, seed uint64) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("FAILED with seed %d: %s", seed, replay(seed))
+		}
+	})
+}
+
 // short returns the CI size of a scenario with the given faults.
-func short(t *testing.T, name string, faults Fault) Scenario {
+func short(name string, faults Fault, seed uint64) Scenario {
 	sc := Scenario{
 		Name:       name,
 		Faults:     faults,
@@ -45,7 +112,7 @@ func short(t *testing.T, name string, faults Fault) Scenario {
 		Partitions: 6,
 		Groups:     []string{GroupStateless, GroupAdditive},
 		Members:    2,
-		Seed:       scenarioSeed(t),
+		Seed:       seed,
 	}
 	if *verbose {
 		sc.Log = os.Stderr
@@ -54,8 +121,10 @@ func short(t *testing.T, name string, faults Fault) Scenario {
 }
 
 // TestScenarios runs each fault on its own and all of them together, each
-// for a few seconds, and checks the invariants after each.
+// for a few seconds with each seed (see seeds), and checks the invariants
+// and that each fault asked for fired after each.
 func TestScenarios(t *testing.T) {
+	seedList := seeds(t)
 	for _, tc := range []struct {
 		name   string
 		faults Fault
@@ -81,16 +150,29 @@ func TestScenarios(t *testing.T) {
 		{"sink-faults", SinkFaults | Storm, nil},
 		{"session-expiry", SessionExpiry, nil},
 		{"bad-input", BadInput, nil},
-		{"all", AllFaults, func(sc *Scenario) { sc.Children, sc.Members, sc.Pace = 1, 1, 3 }},
+		// Every fault at once, paced to a third so that the groups keep
+		// making progress, and so run twice as long as the others: a
+		// paced fault's cycle takes up to three seconds, and each fault
+		// must fire (Check fails the run otherwise) after the members
+		// have started.
+		{"all", AllFaults, func(sc *Scenario) {
+			sc.Children, sc.Members, sc.Pace, sc.Duration = 1, 1, 3, 8*time.Second
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			sc := short(t, tc.name, tc.faults)
-			if tc.adjust != nil {
-				tc.adjust(&sc)
+			for _, seed := range seedList {
+				t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+					t.Parallel()
+					withSeed(t, seed)
+					sc := short(tc.name, tc.faults, seed)
+					if tc.adjust != nil {
+						tc.adjust(&sc)
+					}
+					s := Run(t, sc)
+					t.Log(s)
+				})
 			}
-			s := Run(t, sc)
-			t.Log(s)
 		})
 	}
 }
@@ -101,6 +183,8 @@ func TestSoak(t *testing.T) {
 	if *soakDuration <= 0 {
 		t.Skip("set -chaos.duration to soak")
 	}
+	seed := scenarioSeed(t)
+	withSeed(t, seed)
 	sc := Scenario{
 		Name:          "soak",
 		Faults:        AllFaults,
@@ -110,7 +194,7 @@ func TestSoak(t *testing.T) {
 		Groups:        []string{GroupStateless, GroupAdditive},
 		Children:      1,
 		Members:       1,
-		Seed:          scenarioSeed(t),
+		Seed:          seed,
 		Pace:          10,
 		HugeEvery:     30 * time.Second,
 		DrainTimeout:  5 * time.Minute,

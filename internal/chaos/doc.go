@@ -31,7 +31,11 @@
 //
 // and that every bad record reached the dead-letter topic, marked poison,
 // with its key and value unchanged and an error that names its cause, while
-// no good record did.
+// no good record did; and that every fault the scenario asked for fired at
+// least once, counted where it took effect (a member killed, a request
+// answered with an error or held, a handler meeting the failing sink, a
+// bad record produced), not where it was scheduled, so that a scenario
+// cannot pass without testing what it names.
 //
 // Faults (Fault) combine: SIGKILL of member processes, rebalance storms,
 // broker errors, slow, dropped and unanswered requests, session expiry,
@@ -57,7 +61,14 @@
 //		t.Log(s) // records, faults by kind, lost, duplicates, max lag
 //	}
 //
-// The short scenarios run with go test; the soak runs every fault at once:
+// The short scenarios run with go test, each with the fixed seeds and one
+// random seed, which the test logs; a failure names its seed, and
+// -chaos.seed=N (or CHAOS_SEED=N, for go test ./...) runs the scenarios
+// with seed N only:
+//
+//	go test ./internal/chaos -run 'TestScenarios/all' -chaos.seed=N -chaos.v -v
+//
+// The soak runs every fault at once:
 //
 //	go test ./internal/chaos -run Soak -chaos.duration=30m -timeout 60m -v
 package chaos

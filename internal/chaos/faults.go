@@ -82,12 +82,40 @@ func (f Fault) String() string {
 	return strings.Join(names, "+")
 }
 
+// Kinds returns the single faults f combines, in the order of their bits.
+func (f Fault) Kinds() []Fault {
+	var out []Fault
+	for i := range faultNames {
+		if k := Fault(1) << i; f&k != 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// formatFired formats fired faults by kind, in the order of their bits.
+func formatFired(fired map[Fault]int64) string {
+	var parts []string
+	for _, k := range AllFaults.Kinds() {
+		if n := fired[k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%v=%d", k, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
 // bursts alternates stormy and calm periods, with on set while stormy,
 // until ctx is done; it leaves on false. Calm periods are stretched by the
-// scenario's pace.
-func (r *run) bursts(ctx context.Context, rng *rand.Rand, on *atomic.Bool, stormy, calm [2]time.Duration) {
+// scenario's pace. begin, unless nil, runs before each stormy period.
+func (r *run) bursts(ctx context.Context, rng *rand.Rand, on *atomic.Bool, stormy, calm [2]time.Duration, begin func()) {
 	defer on.Store(false)
 	for {
+		if begin != nil {
+			begin()
+		}
 		on.Store(true)
 		if !sleep(ctx, between(rng, stormy)) {
 			return
@@ -102,6 +130,22 @@ func (r *run) bursts(ctx context.Context, rng *rand.Rand, on *atomic.Bool, storm
 // paced stretches a pause between faults by the scenario's pace.
 func (r *run) paced(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * max(1, r.sc.Pace))
+}
+
+// pauses returns the pauses of an injector that waits between its faults:
+// the wait before its first fault is not stretched by the pace, which is
+// for the pauses between faults, so that a scenario shorter than a paced
+// pause still gets each fault it asks for.
+func (r *run) pauses(rng *rand.Rand, d [2]time.Duration) func() time.Duration {
+	first := true
+	return func() time.Duration {
+		p := between(rng, d)
+		if first {
+			first = false
+			return p
+		}
+		return r.paced(p)
+	}
 }
 
 func between(rng *rand.Rand, d [2]time.Duration) time.Duration {
@@ -130,31 +174,44 @@ type brokerError struct {
 // injectBrokerErrors answers a share of the requests of each kind with its
 // errors, in bursts, through kfake's fault injection: the broker rejects a
 // faulted entity before acting on it, except REQUEST_TIMED_OUT on commits
-// and produce requests, which it applies first, as a real broker may.
-func (r *run) injectBrokerErrors(ctx context.Context, rng *rand.Rand, share float64, kinds []brokerError) {
+// and produce requests, which it applies first, as a real broker may. Each
+// burst answers the first request of each kind it meets with one of the
+// kind's errors, picked at random, so that a kind of request that is rare
+// (a commit, a dead-letter write) meets the fault in every burst it occurs
+// in. The requests kfake answered with an error count as fault f.
+func (r *run) injectBrokerErrors(ctx context.Context, rng *rand.Rand, f Fault, share float64, kinds []brokerError) {
 	var on atomic.Bool
 	type installed struct {
 		label string
 		h     *kfake.FaultHandle
 	}
 	var hs []installed
-	for _, k := range kinds {
+	// first[i] is 1 + the index of the error that answers the next
+	// request of kinds[i] in this burst, 0 once one did.
+	first := make([]atomic.Int32, len(kinds))
+	for ki, k := range kinds {
 		p := share / float64(len(k.errs))
-		for _, e := range k.errs {
+		for ei, e := range k.errs {
 			h := r.cluster.Fault(kfake.Fault{
 				Keys:  []kmsg.Key{k.key},
 				Topic: k.topic,
 				Err:   e,
 				Count: -1,
-				When:  func(kmsg.Request) bool { return on.Load() && rand.Float64() < p },
+				When: func(kmsg.Request) bool {
+					return on.Load() && (first[ki].CompareAndSwap(int32(ei+1), 0) || rand.Float64() < p)
+				},
 			})
 			hs = append(hs, installed{fmt.Sprintf("broker %s %s", k.key.Name(), e.Message), h})
 		}
 	}
-	r.bursts(ctx, rng, &on, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond}, [2]time.Duration{200 * time.Millisecond, 700 * time.Millisecond})
+	r.bursts(ctx, rng, &on, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond}, [2]time.Duration{200 * time.Millisecond, 700 * time.Millisecond}, func() {
+		for ki, k := range kinds {
+			first[ki].Store(int32(1 + rng.IntN(len(k.errs))))
+		}
+	})
 	for _, i := range hs {
 		i.h.Remove()
-		r.hist.fault(i.label, int64(i.h.Hits()))
+		r.hist.fault(f, i.label, int64(i.h.Hits()))
 	}
 }
 
@@ -191,23 +248,32 @@ func (r *run) control(keys []kmsg.Key, on, off *atomic.Bool, fn func(kmsg.Reques
 	}
 }
 
-// sleep holds req for d without holding up the broker's other connections.
-// A request is held at most once: kfake races with itself when a second
-// control function sleeps a request that a first one already slept.
-func (r *run) sleep(req kmsg.Request, d time.Duration) {
+// claim reports whether req may be held, once for each request: kfake
+// races with itself when a second control function sleeps a request that a
+// first one already slept, and runs the control functions again for a
+// request that a sleep released.
+func (r *run) claim(req kmsg.Request) bool {
 	r.sleptMu.Lock()
-	_, again := r.slept[req]
-	if !again {
-		now := time.Now()
-		if len(r.slept) > 1024 {
-			maps.DeleteFunc(r.slept, func(_ kmsg.Request, at time.Time) bool { return now.Sub(at) > time.Minute })
-		}
-		r.slept[req] = now
+	defer r.sleptMu.Unlock()
+	if _, again := r.slept[req]; again {
+		return false
 	}
-	r.sleptMu.Unlock()
-	if !again {
-		r.cluster.SleepControl(func() { time.Sleep(d) })
+	now := time.Now()
+	if len(r.slept) > 1024 {
+		maps.DeleteFunc(r.slept, func(_ kmsg.Request, at time.Time) bool { return now.Sub(at) > time.Minute })
 	}
+	r.slept[req] = now
+	return true
+}
+
+// sleep holds req for d without holding up the broker's other connections,
+// unless it was held before (see claim), and reports whether it held it.
+func (r *run) sleep(req kmsg.Request, d time.Duration) bool {
+	if !r.claim(req) {
+		return false
+	}
+	r.cluster.SleepControl(func() { time.Sleep(d) })
+	return true
 }
 
 // injectSlow delays a share of the responses to the members' requests by
@@ -220,13 +286,14 @@ func (r *run) injectSlow(ctx context.Context, rng *rand.Rand) {
 		if rand.Float64() >= 0.25 {
 			return nil, nil, false
 		}
-		n.Add(1)
-		r.sleep(req, time.Duration(50+rand.IntN(351))*time.Millisecond)
+		if r.sleep(req, time.Duration(50+rand.IntN(351))*time.Millisecond) {
+			n.Add(1)
+		}
 		return nil, nil, false
 	})
-	r.bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{200 * time.Millisecond, 600 * time.Millisecond})
+	r.bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{200 * time.Millisecond, 600 * time.Millisecond}, nil)
 	off.Store(true)
-	r.hist.fault("slow response", n.Load())
+	r.hist.fault(SlowResponses, "slow response", n.Load())
 }
 
 var errDisconnect = errors.New("injected disconnect")
@@ -261,50 +328,85 @@ func (r *run) injectTimeouts(ctx context.Context, rng *rand.Rand) {
 	errRng := rand.New(rand.NewPCG(rng.Uint64(), 1))
 	go func() {
 		defer close(done)
-		r.injectBrokerErrors(ctx, errRng, 0.15, []brokerError{
+		r.injectBrokerErrors(ctx, errRng, Timeouts, 0.15, []brokerError{
 			{key: kmsg.Fetch, topic: r.topic, errs: []*kerr.Error{kerr.RequestTimedOut}},
 			{key: kmsg.OffsetCommit, errs: []*kerr.Error{kerr.RequestTimedOut}},
 			{key: kmsg.Produce, topic: r.dlqTopic, errs: []*kerr.Error{kerr.RequestTimedOut}},
 		})
 	}()
-	r.bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond})
+	r.bursts(ctx, rng, &on, [2]time.Duration{400 * time.Millisecond, time.Second}, [2]time.Duration{300 * time.Millisecond, 800 * time.Millisecond}, nil)
 	off.Store(true)
 	<-done
-	r.hist.fault("dropped connection", drops.Load())
-	r.hist.fault("unanswered request", hangs.Load())
+	r.hist.fault(Timeouts, "dropped connection", drops.Load())
+	r.hist.fault(Timeouts, "unanswered request", hangs.Load())
 }
 
 // injectExpiry stalls the heartbeats of a random member of a random group
 // for twice the session timeout, so that the group expires it and moves
-// its partitions while it still handles their records.
+// its partitions while it still handles their records. A stall counts once
+// the broker holds the member's heartbeat; a member that sends none within
+// a session timeout (it left, or rejoined under a new ID) is given up, and
+// another is picked soon after.
 func (r *run) injectExpiry(ctx context.Context, rng *rand.Rand) {
+	const retry = 250 * time.Millisecond // after a try that stalled nobody
 	stall := 2 * r.sc.Timing.Session
-	for sleep(ctx, r.paced(between(rng, [2]time.Duration{time.Second, 2500 * time.Millisecond}))) {
-		group := r.groups[rng.IntN(len(r.groups))]
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		described, err := r.cluster.Admin.DescribeGroups(dctx, group)
-		cancel()
-		if err != nil {
+	pauses := r.pauses(rng, [2]time.Duration{time.Second, 2500 * time.Millisecond})
+	for pause := pauses(); sleep(ctx, pause); {
+		pause = retry
+		group, target, ok := r.expiryTarget(ctx, rng)
+		if !ok {
+			r.logf("session expiry: no member of %s to stall", group)
 			continue
 		}
-		ms := described[group].Members
-		if len(ms) == 0 {
-			continue
-		}
-		target := ms[rng.IntN(len(ms))].MemberID
-		var used atomic.Bool
+		const armed, stalling, givenUp = 0, 1, 2
+		var state atomic.Int32
+		stalled := make(chan struct{})
 		r.cluster.ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-			if req.(*kmsg.HeartbeatRequest).MemberID != target {
+			if state.Load() != armed || ctx.Err() != nil {
+				r.cluster.DropControl()
+				return nil, nil, false
+			}
+			if req.(*kmsg.HeartbeatRequest).MemberID != target || !r.claim(req) {
 				return nil, nil, false
 			}
 			r.cluster.DropControl()
-			if used.CompareAndSwap(false, true) {
-				r.sleep(req, stall)
+			if state.CompareAndSwap(armed, stalling) {
+				r.hist.fault(SessionExpiry, "session expiry", 1)
+				close(stalled)
+				r.cluster.SleepControl(func() { time.Sleep(stall) })
 			}
 			return nil, nil, false
 		})
-		r.hist.fault("session expiry", 1)
+		select {
+		case <-stalled:
+			r.logf("session expiry: stalling member %s of %s", target, group)
+			pause = pauses()
+		case <-time.After(r.sc.Timing.Session):
+			if !state.CompareAndSwap(armed, givenUp) {
+				pause = pauses() // it stalled just now
+			} else {
+				r.logf("session expiry: member %s of %s sent no heartbeat", target, group)
+			}
+		case <-ctx.Done():
+		}
 	}
+}
+
+// expiryTarget picks a random group and returns it with the member ID of
+// a random member.
+func (r *run) expiryTarget(ctx context.Context, rng *rand.Rand) (group, member string, ok bool) {
+	group = r.groups[rng.IntN(len(r.groups))]
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	described, err := r.cluster.Admin.DescribeGroups(dctx, group)
+	cancel()
+	if err != nil {
+		return group, "", false
+	}
+	ms := described[group].Members
+	if len(ms) == 0 {
+		return group, "", false
+	}
+	return group, ms[rng.IntN(len(ms))].MemberID, true
 }
 
 // injectRegistry fails the registry in bursts: 5xx answers, connections
@@ -347,7 +449,7 @@ func (r *run) injectRegistry(ctx context.Context, rng *rand.Rand) {
 		}
 	}
 	for i, m := range modes {
-		r.hist.fault(m.name, counts[i].Load())
+		r.hist.fault(RegistryErrors, m.name, counts[i].Load())
 	}
 }
 
@@ -366,7 +468,9 @@ func (r *run) injectSink(ctx context.Context, rng *rand.Rand) {
 			r.hist.problem("setting the sink: %v", err)
 			return
 		}
-		r.hist.fault("sink period "+string(m), 1)
+		// The period counts as fired through the members' SinkFault
+		// events, once a handler meets it.
+		r.hist.note("sink period "+string(m), 1)
 		if !sleep(ctx, between(rng, [2]time.Duration{200 * time.Millisecond, 600 * time.Millisecond})) {
 			return
 		}
@@ -383,13 +487,14 @@ func (r *run) injectSink(ctx context.Context, rng *rand.Rand) {
 // injectKills SIGKILLs a random member process of each group in turn every
 // 300 to 900 ms and starts another in its place.
 func (r *run) injectKills(ctx context.Context, rng *rand.Rand) {
-	for i := 0; sleep(ctx, r.paced(between(rng, [2]time.Duration{300 * time.Millisecond, 900 * time.Millisecond}))); i++ {
+	pause := r.pauses(rng, [2]time.Duration{300 * time.Millisecond, 900 * time.Millisecond})
+	for i := 0; sleep(ctx, pause()); i++ {
 		c := r.members.randomChild(r.groups[i%len(r.groups)], rng)
 		if c == nil {
 			continue
 		}
 		c.kill()
-		r.hist.fault("kill", 1)
+		r.hist.fault(Kill, "kill", 1)
 		sleep(ctx, between(rng, [2]time.Duration{0, 300 * time.Millisecond}))
 		if err := r.members.startChild(c.log.group); err != nil {
 			r.hist.problem("%v", err)
@@ -401,15 +506,17 @@ func (r *run) injectKills(ctx context.Context, rng *rand.Rand) {
 // keeping between one and stormMax members per group.
 func (r *run) injectStorm(ctx context.Context, rng *rand.Rand) {
 	const stormMax = 4
-	for sleep(ctx, r.paced(between(rng, [2]time.Duration{100 * time.Millisecond, 400 * time.Millisecond}))) {
+	pause := r.pauses(rng, [2]time.Duration{100 * time.Millisecond, 400 * time.Millisecond})
+	for sleep(ctx, pause()) {
 		group := r.groups[rng.IntN(len(r.groups))]
 		n := r.members.inprocCount(group)
 		if n <= 1 || n < stormMax && rng.IntN(2) == 0 {
 			r.members.startInproc(group)
-			r.hist.fault("storm join", 1)
+			r.hist.fault(Storm, "storm join", 1)
 			continue
 		}
-		r.members.stopRandomInproc(group, rng)
-		r.hist.fault("storm leave", 1)
+		if r.members.stopRandomInproc(group, rng) {
+			r.hist.fault(Storm, "storm leave", 1)
+		}
 	}
 }

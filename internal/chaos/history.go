@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -17,27 +18,52 @@ type History struct {
 	mu       sync.Mutex
 	records  []Produced
 	members  []*memberLog
-	faults   map[string]int64
-	problems []string // things that went wrong outside the checked invariants
+	faults   map[string]int64 // by label: what was injected, in detail
+	fired    map[Fault]int64  // by kind: faults that took effect
+	problems []string         // things that went wrong outside the checked invariants
 }
 
 // NewHistory returns an empty History.
-func NewHistory() *History { return &History{faults: make(map[string]int64)} }
+func NewHistory() *History {
+	return &History{faults: make(map[string]int64), fired: make(map[Fault]int64)}
+}
 
+// produced records produced records; a bad one is BadInput taking effect.
 func (h *History) produced(ps ...Produced) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.records = append(h.records, ps...)
+	for _, p := range ps {
+		if p.Bad != "" {
+			h.fired[BadInput]++
+		}
+	}
 }
 
-// fault counts n injected faults of a kind.
-func (h *History) fault(kind string, n int64) {
+// fault counts n faults of kind f that took effect (a member was killed, a
+// request was answered with an error or held, a handler met a failing
+// sink), under a label that says what they were. Call it where the fault
+// is applied, not where it is scheduled: Check fails a run in which a
+// fault it asked for never fired.
+func (h *History) fault(f Fault, label string, n int64) {
 	if n == 0 {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.faults[kind] += n
+	h.faults[label] += n
+	h.fired[f] += n
+}
+
+// note counts n scheduled fault periods under a label, for the summary;
+// they count as fired only through the faults they cause (see fault).
+func (h *History) note(label string, n int64) {
+	if n == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.faults[label] += n
 }
 
 // problem records something that went wrong in the machinery of the run.
@@ -80,7 +106,9 @@ func (m *memberLog) add(e Event) {
 	defer m.h.mu.Unlock()
 	m.events = append(m.events, e)
 	if e.Kind == SinkFault {
+		// The handler met the sink's fault: SinkFaults took effect.
 		m.h.faults["sink-"+e.Text]++
+		m.h.fired[SinkFaults]++
 	}
 }
 
@@ -98,11 +126,11 @@ func (m *memberLog) ended(how ending) {
 }
 
 // counts returns how many records were produced, members started and
-// faults injected so far.
+// faults fired so far.
 func (h *History) counts() (records, members int, faults int64, problems int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, n := range h.faults {
+	for _, n := range h.fired {
 		faults += n
 	}
 	return len(h.records), len(h.members), faults, len(h.problems)
@@ -111,7 +139,7 @@ func (h *History) counts() (records, members int, faults int64, problems int) {
 // dump writes the history to a file for a post-mortem: the produced
 // records, then each member's events as its process wrote them.
 func (h *History) dump(path string) error {
-	records, members, _, problems := h.snapshot()
+	records, members, _, _, problems := h.snapshot()
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -135,16 +163,12 @@ func (h *History) dump(path string) error {
 }
 
 // snapshot returns copies of what the checker needs.
-func (h *History) snapshot() (records []Produced, members []memberLog, faults map[string]int64, problems []string) {
+func (h *History) snapshot() (records []Produced, members []memberLog, faults map[string]int64, fired map[Fault]int64, problems []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	records = slices.Clone(h.records)
 	for _, m := range h.members {
 		members = append(members, memberLog{name: m.name, group: m.group, events: slices.Clone(m.events), end: m.end})
 	}
-	faults = make(map[string]int64, len(h.faults))
-	for k, v := range h.faults {
-		faults[k] = v
-	}
-	return records, members, faults, slices.Clone(h.problems)
+	return records, members, maps.Clone(h.faults), maps.Clone(h.fired), slices.Clone(h.problems)
 }

@@ -108,6 +108,9 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	router, err := dlq.New(
 		dlq.SeedBrokers(cfg.Brokers...),
 		dlq.WriteTimeout(t.DLQWrite),
+		// The workload's unknown schema IDs never appear: waiting the
+		// default minute for them would outlast a scenario.
+		dlq.UncertainFor(200*time.Millisecond),
 		dlq.Breaker(20, 0.5, time.Second),
 		dlq.WithLogger(log),
 		dlq.ClientOpts(kgo.RequestTimeoutOverhead(t.RequestOverhead)),
