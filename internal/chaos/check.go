@@ -243,7 +243,7 @@ func checkGroup(group string, members []memberLog, records []Produced, byID map[
 		if !e.graceful() {
 			gr.Ungraceful++
 		}
-		checkEpoch(gr, e, opts)
+		checkEpoch(gr, e, opts, commits[e.partition])
 		c := e.committed()
 		for _, o := range e.occs {
 			id := recordID{e.partition, o.offset}
@@ -369,7 +369,7 @@ func memberEpochs(gr *GroupReport, m memberLog, commits map[int32][]commitEvent)
 
 // checkEpoch checks order within one ownership and that a graceful end
 // committed what was handled.
-func checkEpoch(gr *GroupReport, e *epoch, opts CheckOpts) {
+func checkEpoch(gr *GroupReport, e *epoch, opts CheckOpts, commits []commitEvent) {
 	seen := make(map[int64]bool, len(e.occs))
 	keySeq := make(map[string]int64)
 	var prev *occurrence
@@ -393,15 +393,36 @@ func checkEpoch(gr *GroupReport, e *epoch, opts CheckOpts) {
 		return
 	}
 	// Offsets finished in a row from the start must be committed; with
-	// KeyOrder, records finished after an unfinished one need not be.
-	next := e.committed()
+	// KeyOrder, records finished after an unfinished one need not be. Out
+	// of order, the first record the epoch finished need not be where it
+	// started: a record before it may be unfinished (retried when the
+	// revoke came), so the start is the partition's last commit before
+	// the assignment, when there is one.
+	next, committed := e.committed(), e.commit
+	if opts.Order != consumer.PartitionOrder {
+		if start := lastCommitBefore(commits, e.start); start >= 0 && start < next {
+			next, committed = start, max(committed, start)
+		}
+	}
 	for seen[next] {
 		next++
 	}
-	if e.commit < next {
+	if committed < next {
 		gr.violate("member %s: partition %d %s gracefully after handling offsets up to %d, but its last accepted commit asks to read %d next",
 			e.member, e.partition, e.end, next-1, e.commit)
 	}
+}
+
+// lastCommitBefore returns the offset of the last accepted commit before
+// time t, or -1.
+func lastCommitBefore(commits []commitEvent, t int64) int64 {
+	offset, at := int64(-1), int64(-1)
+	for _, c := range commits {
+		if c.time < t && c.time > at {
+			offset, at = c.offset, c.time
+		}
+	}
+	return offset
 }
 
 // checkRewinds counts accepted commits below an earlier accepted commit of
