@@ -26,7 +26,10 @@ func TestAlertsFlagsPositionsOutsideTheSiteAndDeadLettersPoison(t *testing.T) {
 	}
 	svctest.Produce(t, stack,
 		reading("s1", 1, inside), reading("s1", 2, outside), reading("s2", 3, outside), reading("s2", 4, inside))
-	malformed := &kgo.Record{Topic: telemetry.Topic, Key: []byte("s1"), Value: []byte{0, 0, 0, 0, 9, 1}, // an ID the registry never gave
+	// Bytes that are no Confluent frame at all: poison, dead-lettered at
+	// once. (A schema ID the registry does not know is uncertain instead,
+	// retried for dlq.UncertainFor first.)
+	malformed := &kgo.Record{Topic: telemetry.Topic, Key: []byte("s1"), Value: []byte(`{"sensor_id":"s1"}`),
 		Headers: []kgo.RecordHeader{{Key: "origin", Value: []byte("test")}}}
 	svctest.ProduceRaw(t, stack, malformed)
 
