@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,6 +158,119 @@ func BenchmarkSlowHandler(b *testing.B) {
 				cancel()
 			}
 			b.ReportMetric(float64(slowRecords)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// The batch benchmarks read a topic of their own, larger than the others:
+// the ratio is measured against the same raw loop, and short reads hide
+// per-record cost behind the group join.
+const (
+	batchBenchTopic   = "bench-batch"
+	batchBenchRecords = 2_000_000
+)
+
+// rawPollLoopOf is rawPollLoop over the first n records of topic.
+func rawPollLoopOf(b *testing.B, addrs []string, topic string, n int) time.Duration {
+	start := time.Now()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.ConsumerGroup(nextGroup()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	for seen := 0; seen < n; {
+		fetches := cl.PollFetches(context.Background())
+		if err := fetches.Err0(); err != nil {
+			b.Fatal(err)
+		}
+		fetches.EachRecord(func(*kgo.Record) { seen++ })
+	}
+	return time.Since(start)
+}
+
+// untilEndBatch returns a batch handler that only counts, and calls done
+// once every partition reached its end offset in ends. Each partition
+// counts on its own cache line.
+func untilEndBatch(ends []int64, done func()) consumer.BatchHandler {
+	counts := make([]struct {
+		n int64
+		_ [56]byte
+	}, len(ends))
+	var remaining atomic.Int64
+	remaining.Store(int64(len(ends)))
+	return consumer.BatchHandlerFunc(func(_ context.Context, recs []*kgo.Record) error {
+		for _, r := range recs {
+			c := &counts[r.Partition]
+			if c.n++; c.n == ends[r.Partition] && remaining.Add(-1) == 0 {
+				done()
+			}
+		}
+		return nil
+	})
+}
+
+// batchNoop reads the whole batch topic through a batch Consumer whose
+// handler only counts.
+func batchNoop(b *testing.B, addrs []string, ends []int64, opts ...consumer.Opt) time.Duration {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var last time.Time
+	h := untilEndBatch(ends, func() {
+		last = time.Now()
+		cancel()
+	})
+	start := time.Now()
+	c, err := consumer.NewBatch(h, append([]consumer.Opt{
+		consumer.SeedBrokers(addrs...),
+		consumer.Topics(batchBenchTopic),
+		consumer.Group(nextGroup()),
+		consumer.WithLogger(slog.New(slog.DiscardHandler)),
+	}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Run(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if last.IsZero() {
+		b.Fatal("the topic was not read to the end")
+	}
+	return last.Sub(start)
+}
+
+// BenchmarkBatchNoopHandlerRatio alternates the raw loop and a batch
+// Consumer with a no-op batch handler over batchBenchRecords records of
+// benchValueSize bytes, and reports the Consumer's throughput as a
+// fraction of the raw loop's (throughput-ratio) and both rates. The two
+// take turns at going first, and each read starts after a garbage
+// collection, so that neither side pays for the garbage the other left.
+func BenchmarkBatchNoopHandlerRatio(b *testing.B) {
+	addrs, ends := kafkatest.SharedTopic(b, batchBenchTopic, benchPartitions, batchBenchRecords, benchValueSize, 1000)
+	for _, mode := range []struct {
+		name string
+		opts []consumer.Opt
+	}{
+		{"per-partition", nil},
+		{"across-partitions", []consumer.Opt{consumer.BatchAcrossPartitions()}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			var raw, ours time.Duration
+			for i := 0; b.Loop(); i++ {
+				reads := []func(){
+					func() { raw += rawPollLoopOf(b, addrs, batchBenchTopic, batchBenchRecords) },
+					func() { ours += batchNoop(b, addrs, ends, mode.opts...) },
+				}
+				if i%2 == 1 {
+					reads[0], reads[1] = reads[1], reads[0]
+				}
+				for _, read := range reads {
+					runtime.GC()
+					read()
+				}
+			}
+			b.ReportMetric(raw.Seconds()/ours.Seconds(), "throughput-ratio")
+			b.ReportMetric(float64(batchBenchRecords)*float64(b.N)/raw.Seconds(), "raw-records/s")
+			b.ReportMetric(float64(batchBenchRecords)*float64(b.N)/ours.Seconds(), "batch-records/s")
 		})
 	}
 }

@@ -17,18 +17,27 @@ import (
 // A Consumer reads records from Kafka and hands them to a Handler, one
 // goroutine per partition, storing a record's offset only after the handler
 // returned nil and committing stored offsets in the background, on revoke and
-// on shutdown.
+// on shutdown. A Consumer made with NewBatch hands them to a BatchHandler.
 type Consumer struct {
 	cfg     cfg
-	handler Handler
+	handler Handler // with a BatchHandler: for records handled on their own
 	kopts   []kgo.Opt
+
+	// With a BatchHandler (NewBatch): the user's, and the one batches are
+	// handed to, wrapped in the batch middleware.
+	bh    BatchHandler
+	batch BatchHandler
+	span  *spanner // with BatchAcrossPartitions
 
 	// What the attached plugins contribute; set by New, read-only after.
 	pluginOpts   []kgo.Opt
 	pluginTopics []string // topics plugins read beside the Consumer's own
 	pluginMW     []Middleware
+	pluginBMW    []BatchMiddleware
+	skips        []func(*kgo.Record) bool
 	observers    []Observer
-	observer     Observer // nil, the only one, or all of them
+	observer     Observer    // nil, the only one, or all of them
+	batchObs     batchTeller // nil, or the observers that are BatchObservers
 	startOffsets StartOffsetsFunc
 	positioner   Plugin // the plugin that set startOffsets
 	ready        []func() error
@@ -93,15 +102,21 @@ func New(h Handler, opts ...Opt) (*Consumer, error) {
 	if h == nil {
 		return nil, fmt.Errorf("%w: nil handler", ErrInvalidOption)
 	}
+	return newConsumer(h, nil, opts)
+}
+
+// newConsumer builds a Consumer of h, or of bh in batches.
+func newConsumer(h Handler, bh BatchHandler, opts []Opt) (*Consumer, error) {
 	cfg := defaultCfg()
 	for _, o := range opts {
 		o.apply(&cfg)
 	}
-	if err := cfg.validate(); err != nil {
+	if err := errors.Join(cfg.validate(), cfg.batch.validate(bh != nil, cfg.ordering)); err != nil {
 		return nil, err
 	}
 	c := &Consumer{
 		cfg:      cfg,
+		bh:       bh,
 		running:  make(chan struct{}),
 		base:     context.Background(),
 		workers:  make(map[tp]runner),
@@ -111,6 +126,13 @@ func New(h Handler, opts ...Opt) (*Consumer, error) {
 	}
 	if err := c.attach(); err != nil {
 		return nil, err
+	}
+	if bh != nil {
+		c.batch = chainBatch(bh, append(slices.Clip(c.pluginBMW), cfg.batch.middleware...))
+		h = HandlerFunc(c.alone)
+		if cfg.batch.across {
+			c.span = newSpanner(c)
+		}
 	}
 	c.handler = chain(h, append(slices.Clip(c.pluginMW), cfg.middleware...))
 	c.kopts = c.clientOpts()
@@ -234,6 +256,9 @@ func (c *Consumer) Run(ctx context.Context) (err error) {
 	if c.pool != nil {
 		c.pool.start(c.cfg.workers)
 	}
+	if c.span != nil {
+		go c.span.run()
+	}
 	close(c.running)
 	done := make(chan struct{})
 	go c.watchBacklog(done)
@@ -337,9 +362,12 @@ func (c *Consumer) dispatch(topic string, partition int32, recs []*kgo.Record) {
 	c.mu.Lock()
 	w := c.workers[key]
 	if w == nil {
-		if c.pool != nil {
+		switch {
+		case c.span != nil:
+			w = newSpanPart(c.span, key)
+		case c.pool != nil:
 			w = newKeyed(c, key)
-		} else {
+		default:
 			o := newOrdered(c, key)
 			go o.run()
 			w = o
@@ -554,6 +582,9 @@ func (c *Consumer) shutdown() error {
 	}
 	if c.pool != nil {
 		c.pool.close()
+	}
+	if c.span != nil {
+		c.span.close()
 	}
 	c.closing.Store(true)
 	c.close(c.cl)

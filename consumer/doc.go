@@ -39,6 +39,25 @@
 //   - Panics. A handler panic becomes a *PanicError with the stack and is
 //     treated like any other error.
 //
+// Batches. A sink that writes faster in bulk implements a BatchHandler and
+// runs a Consumer made with NewBatch: it gets up to BatchMaxRecords records
+// (at most BatchMaxBytes, gathered for at most BatchLinger) of one partition
+// in offset order, or of every partition with BatchAcrossPartitions. A
+// record's offset is stored only once its batch succeeded. A *BatchError
+// names the record that failed: the ones before it are stored, it is
+// retried or dead-lettered on its own through the per-record middleware,
+// and nothing at or after it is stored until it is settled. Revokes and
+// shutdowns finish the batch in hand or abandon it, and never store an
+// offset past what it settled.
+//
+//	c, err := consumer.NewBatch(consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+//		return store.InsertMany(ctx, recs) // or &consumer.BatchError{Index: i, Err: err}
+//	}),
+//		consumer.Topics("sensor-data"),
+//		consumer.Group("usage"),
+//		consumer.BatchMaxRecords(1000),
+//	)
+//
 // Components attach to a Consumer in one step, with With: a recovery
 // strategy (package recovery) decides where it starts after a restart, a
 // dead-letter router (package dlq) routes the errors its handler returns, a

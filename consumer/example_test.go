@@ -2,14 +2,17 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kconsumer/kconsumer/consumer"
+	"github.com/kconsumer/kconsumer/fault"
 )
 
 // startBroker starts an in-process broker with a "greetings" topic holding
@@ -97,4 +100,75 @@ func ExampleMiddleware() {
 	_ = h.Handle(context.Background(), &kgo.Record{Topic: "t", Partition: 1, Offset: 2})
 	// Output:
 	// handled t/1@2: <nil>
+}
+
+func ExampleNewBatch() {
+	cluster, err := startBroker()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cluster.Close()
+
+	ctx, stop := context.WithCancel(context.Background())
+	var seen atomic.Int64
+	c, err := consumer.NewBatch(
+		consumer.BatchHandlerFunc(func(_ context.Context, recs []*kgo.Record) error {
+			// One write for the whole batch, e.g. a bulk insert. nil: every
+			// record's offset may commit; an error without an index: the
+			// records are handled again one at a time.
+			fmt.Printf("batch of %d:", len(recs))
+			for _, r := range recs {
+				fmt.Printf(" %s", r.Value)
+			}
+			fmt.Println()
+			if seen.Add(int64(len(recs))) == 3 {
+				stop() // Run handles what it gathered, commits and leaves
+			}
+			return nil
+		}),
+		consumer.SeedBrokers(cluster.ListenAddrs()...),
+		consumer.Topics("greetings"),
+		consumer.Group("greeter"),
+		consumer.BatchMaxRecords(100),
+		consumer.BatchLinger(100*time.Millisecond), // wait a little for a fuller batch
+		consumer.WithLogger(slog.New(slog.DiscardHandler)),
+	)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := c.Run(ctx); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// batch of 3: hello hallo ciao
+}
+
+func ExampleBatchError() {
+	// A sink that writes records in order and stops at the first it
+	// refuses says which one: the records before it are stored, the
+	// failing one is retried or dead-lettered on its own, and the rest
+	// come again in the next batch.
+	write := consumer.BatchHandlerFunc(func(_ context.Context, recs []*kgo.Record) error {
+		for i, r := range recs {
+			if len(r.Value) == 0 {
+				return &consumer.BatchError{Index: i, Err: fault.MarkPoison(errors.New("empty value"))}
+			}
+		}
+		return nil
+	})
+	err := write.HandleBatch(context.Background(), []*kgo.Record{
+		{Offset: 7, Value: []byte("a")},
+		{Offset: 8},
+		{Offset: 9, Value: []byte("c")},
+	})
+	fmt.Println(err)
+	var be *consumer.BatchError
+	if errors.As(err, &be) {
+		fmt.Println("failing index:", be.Index, "poison:", fault.ClassOf(err) == fault.Poison)
+	}
+	// Output:
+	// consumer: batch record 1: poison: empty value
+	// failing index: 1 poison: true
 }

@@ -34,7 +34,11 @@ type Observer interface {
 	// Polled is called for every partition of every poll, with the
 	// partition's high watermark and the records handed to its worker.
 	Polled(p kgo.FetchTopicPartition)
-	// Handled is called after every call of the handler.
+	// Handled is called after every call of the handler. With a
+	// BatchHandler (NewBatch), it is called for each record a call of
+	// the batch handler did, with its share of the call's time, and after
+	// every call with a record on its own; a record a plugin skips is
+	// handled in no time.
 	Handled(r *kgo.Record, took time.Duration, err error)
 	// Committed is called after every commit with the offsets the broker
 	// accepted (the next offset to read, by topic and partition) or the

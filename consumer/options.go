@@ -49,6 +49,8 @@ type cfg struct {
 	middleware []Middleware
 	plugins    []Plugin
 
+	batch batchCfg
+
 	errs []error
 }
 
@@ -63,6 +65,7 @@ func defaultCfg() cfg {
 		retryMax:        10 * time.Second,
 		workers:         64,
 		logger:          slog.Default(),
+		batch:           batchCfg{maxRecords: defaultBatchMaxRecords, maxBytes: defaultBatchMaxBytes},
 	}
 }
 

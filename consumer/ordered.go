@@ -64,6 +64,10 @@ func (o *ordered) run() {
 		o.resume()
 		o.finished(n)
 	}()
+	if o.c.batch != nil {
+		o.runBatches()
+		return
+	}
 	for {
 		o.mu.Lock()
 		clear(batch)

@@ -166,9 +166,27 @@ func (p *partition) abandon() {
 // With an observer, start is when the first call starts and end when the
 // last one ended, so that back-to-back calls read the clock once each.
 func (p *partition) handle(r *kgo.Record, start time.Time) (ok bool, end time.Time) {
+	return p.retry(r, start, nil)
+}
+
+// retry is handle, except that when first is not nil, the first call's
+// record arrives at the innermost handler of a batch Consumer with first as
+// its error (see BatchHandler). A record a plugin's filter skips counts as
+// handled at once.
+func (p *partition) retry(r *kgo.Record, start time.Time, first error) (ok bool, end time.Time) {
 	obs := p.c.observer
+	if len(p.c.skips) > 0 && p.c.skip(r) {
+		if obs != nil {
+			obs.Handled(r, 0, nil)
+		}
+		return true, start
+	}
 	for attempt := 1; ; attempt++ {
-		err := safeHandle(p.ctx, p.c.handler, r)
+		ctx := p.ctx
+		if first != nil && attempt == 1 {
+			ctx = context.WithValue(ctx, replayKey{}, &replay{r: r, err: first})
+		}
+		err := safeHandle(ctx, p.c.handler, r)
 		if obs != nil {
 			end = time.Now()
 			obs.Handled(r, end.Sub(start), err)

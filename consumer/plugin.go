@@ -99,9 +99,34 @@ func (a *Attachment) ClientOpts(opts ...kgo.Opt) {
 	a.c.pluginOpts = append(a.c.pluginOpts, opts...)
 }
 
-// Use wraps the handler with middleware; see With for the order.
+// Use wraps the handler with middleware; see With for the order. With a
+// BatchHandler (NewBatch), the middleware wraps the records handled on
+// their own, not the batches: see UseBatch and Skip.
 func (a *Attachment) Use(mw ...Middleware) {
 	a.c.pluginMW = append(a.c.pluginMW, mw...)
+}
+
+// Batched reports whether the Consumer hands records to a BatchHandler
+// (NewBatch). Its batches pass no per-record middleware: a plugin that
+// must act on every record does so through Skip or UseBatch as well.
+func (a *Attachment) Batched() bool { return a.c.bh != nil }
+
+// UseBatch wraps the batch handler with middleware, in the order of With,
+// outside the middleware of the UseBatch option. It has no effect on a
+// Consumer of a Handler.
+func (a *Attachment) UseBatch(mw ...BatchMiddleware) {
+	a.c.pluginBMW = append(a.c.pluginBMW, mw...)
+}
+
+// Skip adds a filter: a record for which skip returns true reaches no
+// handler and no middleware; it counts as handled (observers see it
+// handled in no time) and its offset is stored once the records before it
+// are done. With a BatchHandler it is left out of the batch, and a batch of
+// skipped records only is not handed over. skip is called from the
+// partitions' goroutines, concurrently, possibly more than once per
+// record, and must return quickly.
+func (a *Attachment) Skip(skip func(r *kgo.Record) bool) {
+	a.c.skips = append(a.c.skips, skip)
 }
 
 // Observe adds an Observer.
@@ -178,6 +203,19 @@ func (c *Consumer) attach() error {
 	default:
 		c.observer = observers(c.observers)
 	}
+	var bos batchObservers
+	for _, o := range c.observers {
+		if bo, ok := o.(BatchObserver); ok {
+			bos = append(bos, bo)
+		}
+	}
+	switch len(bos) {
+	case 0:
+	case 1:
+		c.batchObs = bos[0]
+	default:
+		c.batchObs = bos
+	}
 	return nil
 }
 
@@ -242,5 +280,14 @@ func (os observers) Rebalanced(e Event, partitions map[string][]int32) {
 func (os observers) Paused(topic string, partition int32, paused bool) {
 	for _, o := range os {
 		o.Paused(topic, partition, paused)
+	}
+}
+
+// batchObservers tells each of several BatchObservers of a batch.
+type batchObservers []BatchObserver
+
+func (bs batchObservers) HandledBatch(recs []*kgo.Record, took time.Duration, err error) {
+	for _, b := range bs {
+		b.HandledBatch(recs, took, err)
 	}
 }

@@ -73,6 +73,7 @@
 //	kconsumer_breaker_holds_total{topic}           records the open breaker held
 //	kconsumer_handler_retries_total{topic}
 //	kconsumer_handler_duration_seconds{topic}      histogram
+//	kconsumer_batch_records                        histogram of batch sizes, for a consumer.NewBatch Consumer
 //	kconsumer_rebalances_total{event}              assigned, revoked, lost
 //	kconsumer_commits_total
 //	kconsumer_commit_failures_total

@@ -91,15 +91,19 @@ type metrics struct {
 	bufferedFetch, bufferedProduce    *prometheus.Desc
 
 	commitDuration prometheus.Histogram
+	batchRecords   prometheus.Histogram // for a batch Consumer only; nil otherwise
 }
 
-func newMetrics(m *Monitor) *metrics {
+// batchBuckets are the upper bounds of the batch size histogram, in records.
+var batchBuckets = []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
+
+func newMetrics(m *Monitor, batched bool) *metrics {
 	group := prometheus.Labels{"group": m.group}
 	tp := []string{"topic", "partition"}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, group)
 	}
-	return &metrics{
+	x := &metrics{
 		m:               m,
 		offset:          desc("kafka_consumergroup_group_offset", "Offset the group lag counts from: the last committed offset (the next to read), or the processed offset for a consumer without a group.", tp...),
 		lag:             desc("kafka_consumergroup_group_lag", "High watermark minus the group offset, in records.", tp...),
@@ -143,6 +147,15 @@ func newMetrics(m *Monitor) *metrics {
 			Buckets:     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
 	}
+	if batched {
+		x.batchRecords = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:        "kconsumer_batch_records",
+			Help:        "Records per call of the batch handler.",
+			ConstLabels: group,
+			Buckets:     batchBuckets,
+		})
+	}
+	return x
 }
 
 func (x *metrics) descs() []*prometheus.Desc {
@@ -163,6 +176,9 @@ func (x *metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	x.commitDuration.Describe(ch)
+	if x.batchRecords != nil {
+		x.batchRecords.Describe(ch)
+	}
 }
 
 // Collect implements prometheus.Collector.
@@ -257,6 +273,9 @@ func (x *metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(x.bufferedProduce, float64(cl.BufferedProduceRecords()))
 	}
 	x.commitDuration.Collect(ch)
+	if x.batchRecords != nil {
+		x.batchRecords.Collect(ch)
+	}
 }
 
 // countsByTopic sums the handler counters of owned and former partitions.

@@ -61,8 +61,8 @@ type Monitor struct {
 }
 
 var (
-	_ consumer.Observer = (*Monitor)(nil)
-	_ consumer.Plugin   = (*Monitor)(nil)
+	_ consumer.BatchObserver = (*Monitor)(nil)
+	_ consumer.Plugin        = (*Monitor)(nil)
 )
 
 type key struct {
@@ -119,7 +119,7 @@ func (m *Monitor) Attach(a *consumer.Attachment) error {
 	// run only once the Consumer runs, after New returned.
 	m.mu.Lock()
 	m.group, m.cfg.grouped, m.cons, m.dead = group, grouped, cons, dead
-	m.metrics = newMetrics(m)
+	m.metrics = newMetrics(m, a.Batched())
 	m.mu.Unlock()
 	detach := func() {
 		m.mu.Lock()
@@ -311,6 +311,15 @@ func (m *Monitor) Handled(r *kgo.Record, took time.Duration, err error) {
 	if next != p.processed {
 		p.processed = next
 		p.moves++
+	}
+}
+
+// HandledBatch implements consumer.BatchObserver: it observes the batch's
+// size in kconsumer_batch_records. Lag is kept by Handled, which the
+// Consumer calls for each record of the batch as well.
+func (m *Monitor) HandledBatch(recs []*kgo.Record, _ time.Duration, _ error) {
+	if h := m.metrics.batchRecords; h != nil {
+		h.Observe(float64(len(recs)))
 	}
 }
 

@@ -3,6 +3,7 @@ package recovery
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -24,6 +25,26 @@ func CheckpointOf(r *kgo.Record) Checkpoint {
 	return Checkpoint{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 }
 
+// CheckpointsOf returns the checkpoints of a batch (consumer.NewBatch): for
+// each partition with records in recs, the checkpoint of its last record, in
+// the order the partitions first appear. A batch handler writes them with
+// the batch's effects in one step, in one transaction or one document, so
+// that each partition's checkpoint moves to the batch's last offset exactly
+// when the effects of its records are written.
+func CheckpointsOf(recs []*kgo.Record) []Checkpoint {
+	var out []Checkpoint
+	for _, r := range recs {
+		i := slices.IndexFunc(out, func(c Checkpoint) bool { return c.Partition == r.Partition && c.Topic == r.Topic })
+		switch {
+		case i < 0:
+			out = append(out, CheckpointOf(r))
+		case r.Offset > out[i].Offset:
+			out[i].Offset = r.Offset
+		}
+	}
+	return out
+}
+
 // String returns "topic/partition/offset", unique per record of a cluster
 // and stable across replays: a deterministic ID for the record's effect.
 // Kafka topic names cannot contain '/', so the form is unambiguous.
@@ -39,6 +60,10 @@ func (c Checkpoint) String() string {
 // partition's checkpoint together: in one transaction, or in one document, or
 // by writing each effect under the record's Checkpoint as a unique ID (a
 // replay then writes nothing new) and raising the checkpoint afterwards.
+// A batch handler (consumer.NewBatch) writes a batch's effects with the
+// checkpoints of CheckpointsOf, the batch's last offset per partition, in
+// one step; MemoryStore.ApplyBatch shows the shape.
+//
 // Writers must also ignore a record at or below the stored checkpoint: after
 // a crash between writing and returning, or when a partition moves to
 // another member while its old owner still finishes a record, the same
@@ -85,6 +110,29 @@ func (m *MemoryStore[S]) Apply(ctx context.Context, c Checkpoint, effect func(st
 	}
 	effect(&m.state)
 	m.checkpoints[key] = c.Offset
+	return nil
+}
+
+// ApplyBatch runs effect on the state for each record of recs above its
+// partition's checkpoint, in order, and sets each partition's checkpoint to
+// its last record in recs (see CheckpointsOf), all in one step, as a
+// database transaction would. Records at or below their partition's
+// checkpoint are in the state already and change nothing. It returns ctx's
+// error, changing nothing, if ctx is done.
+func (m *MemoryStore[S]) ApplyBatch(ctx context.Context, recs []*kgo.Record, effect func(state *S, r *kgo.Record)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range recs {
+		key := topicPartition{r.Topic, r.Partition}
+		if cp, ok := m.checkpoints[key]; ok && r.Offset <= cp {
+			continue
+		}
+		effect(&m.state, r)
+		m.checkpoints[key] = r.Offset
+	}
 	return nil
 }
 

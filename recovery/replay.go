@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +47,8 @@ type Snapshotter interface {
 // partitions added later are read after the next restart.
 //
 // FullReplay asks the client to keep transaction markers so it can see a
-// partition's position pass them; they never reach the handler.
+// partition's position pass them; they never reach the handler, nor a batch
+// handler (consumer.NewBatch), whose batches FullReplay tracks the same way.
 type FullReplay struct {
 	common
 	snap  Snapshotter
@@ -119,6 +121,7 @@ func (r *FullReplay) Attach(a *consumer.Attachment) error {
 		kgo.KeepControlRecords(),
 	)
 	a.Use(r.wrap)
+	a.UseBatch(r.wrapBatch)
 	a.Ready(r.Ready)
 	a.OnStart(r.start)
 	a.OnDrained(r.stop)
@@ -249,6 +252,43 @@ func (r *FullReplay) wrap(h consumer.Handler) consumer.Handler {
 		return nil
 	})
 }
+
+// wrapBatch is wrap for a batch Consumer: it holds the snapshot pause for
+// the call, keeps transaction markers from h and tracks the progress of the
+// records done, those before a *consumer.BatchError's Index or all.
+func (r *FullReplay) wrapBatch(h consumer.BatchHandler) consumer.BatchHandler {
+	return consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+		if r.snap != nil {
+			r.pause.RLock()
+			defer r.pause.RUnlock()
+		}
+		data := recs
+		if slices.ContainsFunc(recs, isControl) {
+			data = slices.DeleteFunc(slices.Clone(recs), isControl)
+		}
+		var err error
+		if len(data) > 0 {
+			err = h.HandleBatch(ctx, data)
+		}
+		done := len(recs)
+		if err != nil {
+			be, ok := errors.AsType[*consumer.BatchError](err)
+			if !ok || be.Index < 0 || be.Index >= len(data) {
+				return err
+			}
+			done = slices.Index(recs, data[be.Index])
+			if len(data) != len(recs) {
+				err = &consumer.BatchError{Index: done, Err: be.Err}
+			}
+		}
+		for _, rec := range recs[:done] {
+			r.advance(rec)
+		}
+		return err
+	})
+}
+
+func isControl(r *kgo.Record) bool { return r.Attrs.IsControl() }
 
 func (r *FullReplay) advance(rec *kgo.Record) {
 	rp := r.parts[topicPartition{rec.Topic, rec.Partition}]

@@ -126,6 +126,9 @@ func (s *CheckpointSkip) Attach(a *consumer.Attachment) error {
 	// kgo would otherwise also use as the start offset.
 	a.ClientOpts(kgo.ConsumeStartOffset(kgo.NewOffset().AtEnd()))
 	a.Use(s.wrap)
+	if a.Batched() {
+		a.Skip(s.skipped) // batches pass no per-record middleware
+	}
 	a.Ready(s.Ready)
 	a.OnRebalance(s.rebalanced)
 	a.OnStart(s.start)
@@ -397,6 +400,13 @@ func (s *CheckpointSkip) wrap(h consumer.Handler) consumer.Handler {
 		}
 		return h.Handle(ctx, r)
 	})
+}
+
+// skipped reports whether r is at or below the checkpoint loaded when its
+// partition was assigned: what wrap skips, for a batch Consumer.
+func (s *CheckpointSkip) skipped(r *kgo.Record) bool {
+	cp, ok := (*s.checkpoints.Load())[topicPartition{r.Topic, r.Partition}]
+	return ok && r.Offset <= cp
 }
 
 // Ready returns nil once partitions were assigned and positioned from the

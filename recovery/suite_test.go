@@ -45,19 +45,55 @@ type subject struct {
 	group string
 	world func(c *kafkatest.Cluster, produced []*kgo.Record) world
 	order consumer.Ordering
+	// batch, if not nil, runs the world's handler inside a batch handler
+	// (consumer.NewBatch) with these batch options.
+	batch []consumer.Opt
 }
 
+var (
+	perPartition = []consumer.Opt{consumer.BatchMaxRecords(16)}
+	across       = []consumer.Opt{consumer.BatchMaxRecords(16), consumer.BatchAcrossPartitions()}
+)
+
 var subjects = []subject{
-	{"FullReplay", "", newReplayWorld, consumer.PartitionOrder},
-	{"FullReplaySnapshots", "", newSnapshotWorld, consumer.PartitionOrder},
-	{"CheckpointSkip", "g", newSkipWorld, consumer.PartitionOrder},
-	{"CheckpointSkipKeyOrder", "g", newPrefixSkipWorld, consumer.KeyOrder},
-	{"Stateless", "g", newStatelessWorld, consumer.PartitionOrder},
+	{"FullReplay", "", newReplayWorld, consumer.PartitionOrder, nil},
+	{"FullReplaySnapshots", "", newSnapshotWorld, consumer.PartitionOrder, nil},
+	{"CheckpointSkip", "g", newSkipWorld, consumer.PartitionOrder, nil},
+	{"CheckpointSkipKeyOrder", "g", newPrefixSkipWorld, consumer.KeyOrder, nil},
+	{"Stateless", "g", newStatelessWorld, consumer.PartitionOrder, nil},
+	{"FullReplayBatches", "", newReplayWorld, consumer.PartitionOrder, perPartition},
+	{"FullReplaySnapshotsBatches", "", newSnapshotWorld, consumer.PartitionOrder, perPartition},
+	{"CheckpointSkipBatches", "g", newSkipWorld, consumer.PartitionOrder, perPartition},
+	{"CheckpointSkipBatchesAcross", "g", newSkipWorld, consumer.PartitionOrder, across},
+	{"StatelessBatches", "g", newStatelessWorld, consumer.PartitionOrder, perPartition},
+	{"StatelessBatchesAcross", "g", newStatelessWorld, consumer.PartitionOrder, across},
 }
 
 // opts returns the options of a process of the subject running s.
 func (sub subject) opts(c *kafkatest.Cluster, s recovery.Strategy, extra ...consumer.Opt) []consumer.Opt {
-	return testOpts(c, sub.group, s, append(extra, consumer.Order(sub.order))...)
+	return testOpts(c, sub.group, s, append(append(extra, consumer.Order(sub.order)), sub.batch...)...)
+}
+
+// consumer builds a consumer of h for the subject: with batches, h runs
+// inside a batch handler that calls it for each record of a batch in turn
+// and names the first record that fails.
+func (sub subject) consumer(t testing.TB, h consumer.Handler, opts ...consumer.Opt) *consumer.Consumer {
+	t.Helper()
+	if sub.batch == nil {
+		return newConsumer(t, h, opts...)
+	}
+	c, err := consumer.NewBatch(consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+		for i, r := range recs {
+			if err := h.Handle(ctx, r); err != nil {
+				return &consumer.BatchError{Index: i, Err: err}
+			}
+		}
+		return nil
+	}), opts...)
+	if err != nil {
+		t.Fatalf("consumer.NewBatch: %v", err)
+	}
+	return c
 }
 
 var errDead = errors.New("process died")
@@ -606,7 +642,7 @@ func suiteSetup(t *testing.T, sub subject) (*kafkatest.Cluster, world) {
 func finish(t *testing.T, cluster *kafkatest.Cluster, sub subject, w world, crashed bool) {
 	t.Helper()
 	s, h := w.process(nil)
-	stop := kafkatest.Run(t, newConsumer(t, h, sub.opts(cluster, s)...))
+	stop := kafkatest.Run(t, sub.consumer(t, h, sub.opts(cluster, s)...))
 	kafkatest.WaitFor(t, 30*time.Second, "everything processed", func() bool { return w.done(t, s) })
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -627,7 +663,7 @@ func scenarioCrashRestart(t *testing.T, sub subject) {
 	for i := range crashes {
 		k := newKiller(rng, suiteRecords/(crashes+1))
 		s, h := w.process(k)
-		stop := kafkatest.Run(t, newConsumer(t, h, sub.opts(cluster, s)...))
+		stop := kafkatest.Run(t, sub.consumer(t, h, sub.opts(cluster, s)...))
 		wait(t, k.died, 30*time.Second, fmt.Sprintf("crash %d at call %d", i, k.at))
 		crash(cluster, stop)
 	}
@@ -664,9 +700,9 @@ func scenarioRebalanceAndCrash(t *testing.T, sub subject) {
 		}
 		return h1.Handle(ctx, r)
 	})
-	stop1 := kafkatest.Run(t, newConsumer(t, held, sub.opts(cluster, s1)...))
+	stop1 := kafkatest.Run(t, sub.consumer(t, held, sub.opts(cluster, s1)...))
 	wait(t, reachedHead, 30*time.Second, "the first process to handle some records")
-	stop2 := kafkatest.Run(t, newConsumer(t, h2, sub.opts(cluster, s2, consumer.OnAssigned(func(_ context.Context, ps map[string][]int32) {
+	stop2 := kafkatest.Run(t, sub.consumer(t, h2, sub.opts(cluster, s2, consumer.OnAssigned(func(_ context.Context, ps map[string][]int32) {
 		if len(ps[topic]) > 0 {
 			owns2.Store(true)
 		}
@@ -693,7 +729,7 @@ func scenarioGracefulRestart(t *testing.T, sub subject) {
 		}
 		return h.Handle(ctx, r)
 	})
-	stop := kafkatest.Run(t, newConsumer(t, counted, sub.opts(cluster, s)...))
+	stop := kafkatest.Run(t, sub.consumer(t, counted, sub.opts(cluster, s)...))
 	wait(t, halfway, 30*time.Second, "half the records")
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -706,7 +742,7 @@ func scenarioGracefulRestart(t *testing.T, sub subject) {
 func scenarioReadiness(t *testing.T, sub subject) {
 	cluster, w := suiteSetup(t, sub)
 	s, h := w.process(nil)
-	c := newConsumer(t, h, sub.opts(cluster, s)...)
+	c := sub.consumer(t, h, sub.opts(cluster, s)...)
 	if err := s.Ready(); !errors.Is(err, recovery.ErrNotReady) {
 		t.Fatalf("Ready before Run = %v, want ErrNotReady", err)
 	}
