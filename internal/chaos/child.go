@@ -109,6 +109,46 @@ func (c *child) kill() {
 	c.log.ended(killed)
 }
 
+// pause SIGSTOPs the process for d, then SIGCONTs it, and reports whether
+// the process was stopped. The pause is over when it returns.
+func (c *child) pause(d time.Duration) bool {
+	if c.cmd.Process.Signal(syscall.SIGSTOP) != nil {
+		return false
+	}
+	time.Sleep(d)
+	_ = c.cmd.Process.Signal(syscall.SIGCONT)
+	return true
+}
+
+// termKill sends SIGTERM and, unless the process exited by then, SIGKILL
+// after grace, and waits until its events are read. It reports whether
+// the SIGKILL was needed. A process that exited within grace ended as
+// after stop.
+func (c *child) termKill(grace time.Duration) (killed bool) {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		c.exited()
+		return false
+	case <-t.C:
+		c.kill()
+		return true
+	}
+}
+
+// exited records how a process that exited by itself after SIGTERM
+// ended: stopped if Run returned (exit 0), else killed, as a process that
+// the SIGTERM reached before it set up its handler is.
+func (c *child) exited() {
+	if c.err != nil {
+		c.log.ended(killed)
+		return
+	}
+	c.log.ended(stopped)
+}
+
 // stop sends SIGTERM and waits up to timeout for the process to exit; one
 // that does not is killed and the failure returned.
 func (c *child) stop(timeout time.Duration) error {

@@ -39,7 +39,13 @@
 //
 // Faults (Fault) combine: SIGKILL of member processes, rebalance storms,
 // broker errors, slow, dropped and unanswered requests, session expiry,
-// registry errors and outages, a failing or slow sink, and bad input.
+// registry errors and outages, a failing or slow sink, and bad input; and
+// the process faults (ProcessFaults) of the defaults scenario: every 0.3
+// to 3 s a SIGKILL, a SIGTERM followed by SIGKILL 100 ms later, a SIGSTOP
+// of 8 to 10 s, or a SIGKILL within 200 ms of a member's start.
+//
+// A scenario with a RecoveryBound also asserts how soon after the last
+// fault the members that survived it, left running, drain their groups.
 //
 // A test package runs scenarios with Run; its TestMain must hand the
 // process to ChildMain when it was started as a member:
@@ -61,10 +67,32 @@
 //		t.Log(s) // records, faults by kind, lost, duplicates, max lag
 //	}
 //
-// The short scenarios run with go test, each with the fixed seeds and one
-// random seed, which the test logs; a failure names its seed, and
-// -chaos.seed=N (or CHAOS_SEED=N, for go test ./...) runs the scenarios
-// with seed N only:
+// TestScenarios runs, with go test:
+//
+//   - defaults: the members run with the library's own default timeouts
+//     (session 45 s, heartbeat 3 s, rebalance 60 s, revoke and shutdown
+//     30 s, commits every second; LibraryTiming), two member processes
+//     per group, under the process faults for 14 s. A member killed while
+//     the group is stable holds the next rebalance for its session; members
+//     killed while parked in that rebalance's join are handed partitions
+//     and hold them for theirs. The members must drain both groups within
+//     2 x 45 s + the janitor's interval and grace (1.5 s) + 15 s = 106.5 s
+//     of the last fault (seed 1: about 41 s and 85 s; some 105 s in all).
+//     With seed 1 only, and with -chaos.defaults only: on kfake, which
+//     expires a live member waiting in a join at its session timeout, it
+//     fails about two runs in three, draining in some 170 s (see
+//     defaultsScenario in chaos_test.go);
+//   - kill, storm, storm-keyorder, kill-keyorder, fetch-errors,
+//     commit-errors, group-errors, dlq-errors, slow-responses, timeouts,
+//     registry-errors, sink-faults, session-expiry, bad-input: one fault
+//     each (with Storm or BadInput where the fault needs traffic), with
+//     short timings (DefaultTiming), for 4 s;
+//   - all: every fault of AllFaults at once, paced, for 8 s.
+//
+// The short scenarios and all run with the fixed seeds and one random
+// seed, which the test logs; a failure names its seed, and -chaos.seed=N
+// (or CHAOS_SEED=N, for go test ./...) runs the scenarios with seed N
+// only:
 //
 //	go test ./internal/chaos -run 'TestScenarios/all' -chaos.seed=N -chaos.v -v
 //

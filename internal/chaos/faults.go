@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,14 +61,31 @@ const (
 	// truncated frames, wrong magic bytes, unknown schema IDs, huge
 	// records, empty and null keys, null values.
 	BadInput
+	// Stop SIGSTOPs a member process for 8 to 10 s, then SIGCONTs it.
+	Stop
+	// TermKill sends a member process SIGTERM and SIGKILL 100 ms later,
+	// in the middle of its graceful shutdown, and starts another.
+	TermKill
+	// EarlyKill starts a member process and SIGKILLs it within 200 ms,
+	// before or while it joins its group.
+	EarlyKill
 
-	// AllFaults is every fault at once.
+	// AllFaults is every fault the short scenarios and the soak combine.
+	// It leaves out the process faults of the defaults scenario (Stop,
+	// TermKill, EarlyKill), whose rhythm is tuned to the library's default
+	// timeouts: an 8 s SIGSTOP outlives a short session many times over.
 	AllFaults = Kill | Storm | FetchErrors | CommitErrors | GroupErrors | DLQErrors | SlowResponses |
 		Timeouts | RegistryErrors | SinkFaults | SessionExpiry | BadInput
+	// ProcessFaults are the faults of the defaults scenario's rhythm (see
+	// injectProcessFaults).
+	ProcessFaults = Kill | Stop | TermKill | EarlyKill
+	// everyFault is every kind of fault.
+	everyFault = AllFaults | ProcessFaults
 )
 
 var faultNames = []string{"kill", "storm", "fetch-errors", "commit-errors", "group-errors", "dlq-errors",
-	"slow-responses", "timeouts", "registry-errors", "sink-faults", "session-expiry", "bad-input"}
+	"slow-responses", "timeouts", "registry-errors", "sink-faults", "session-expiry", "bad-input",
+	"stop", "term-kill", "early-kill"}
 
 func (f Fault) String() string {
 	var names []string
@@ -96,7 +114,7 @@ func (f Fault) Kinds() []Fault {
 // formatFired formats fired faults by kind, in the order of their bits.
 func formatFired(fired map[Fault]int64) string {
 	var parts []string
-	for _, k := range AllFaults.Kinds() {
+	for _, k := range everyFault.Kinds() {
 		if n := fired[k]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%v=%d", k, n))
 		}
@@ -496,7 +514,7 @@ func (r *run) injectKills(ctx context.Context, rng *rand.Rand) {
 		c.kill()
 		r.hist.fault(Kill, "kill", 1)
 		sleep(ctx, between(rng, [2]time.Duration{0, 300 * time.Millisecond}))
-		if err := r.members.startChild(c.log.group); err != nil {
+		if _, err := r.members.startChild(c.log.group); err != nil {
 			r.hist.problem("%v", err)
 		}
 	}
@@ -517,6 +535,103 @@ func (r *run) injectStorm(ctx context.Context, rng *rand.Rand) {
 		}
 		if r.members.stopRandomInproc(group, rng) {
 			r.hist.fault(Storm, "storm leave", 1)
+		}
+	}
+}
+
+// The rhythm of the process faults.
+var (
+	processPause = [2]time.Duration{300 * time.Millisecond, 3 * time.Second}
+	stopFor      = [2]time.Duration{8 * time.Second, 10 * time.Second}
+	earlyWithin  = [2]time.Duration{0, 200 * time.Millisecond}
+)
+
+// termGrace is how long TermKill lets a member shut down before SIGKILL.
+const termGrace = 100 * time.Millisecond
+
+// injectProcessFaults hits the member processes every 0.3 to 3 s with one
+// of the process faults the scenario asks for (ProcessFaults): a SIGKILL,
+// a SIGTERM followed by SIGKILL 100 ms later, a SIGSTOP of 8 to 10 s, or a
+// SIGKILL within 200 ms of a new member's start. It goes through the kinds
+// in rounds, each in a random order, so that every kind comes once in
+// each round. A killed member is replaced; a stopped one is continued
+// and back in the set when its pause ends, which may be after ctx is done:
+// injectProcessFaults returns once every pause is over. Each fault is
+// counted once its signal was delivered, and r.lastFault records when the
+// last one ended.
+func (r *run) injectProcessFaults(ctx context.Context, rng *rand.Rand) {
+	kinds := (r.sc.Faults & ProcessFaults).Kinds()
+	var round []Fault
+	var paused sync.WaitGroup
+	defer paused.Wait()
+	pause := r.pauses(rng, processPause)
+	for i := 0; sleep(ctx, pause()); i++ {
+		if len(round) == 0 {
+			round = slices.Clone(kinds)
+			rng.Shuffle(len(round), func(a, b int) { round[a], round[b] = round[b], round[a] })
+		}
+		kind := round[0]
+		group := r.groups[i%len(r.groups)]
+		switch kind {
+		case EarlyKill:
+			c, err := r.members.startChild(group)
+			if err != nil {
+				r.hist.problem("%v", err)
+				continue
+			}
+			time.Sleep(between(rng, earlyWithin))
+			r.members.remove(c)
+			c.kill()
+			r.hist.fault(EarlyKill, "kill at start", 1)
+			r.logf("process faults: killed %s at its start", c.log.name)
+		case Kill, TermKill:
+			c := r.members.randomChild(group, rng)
+			if c == nil {
+				continue
+			}
+			switch {
+			case kind == Kill:
+				c.kill()
+				r.hist.fault(Kill, "kill", 1)
+			case c.termKill(termGrace):
+				r.hist.fault(TermKill, "sigterm, sigkill 100 ms later", 1)
+			default:
+				r.hist.fault(TermKill, "sigterm, exited within 100 ms", 1)
+			}
+			r.logf("process faults: %v %s", kind, c.log.name)
+			if _, err := r.members.startChild(group); err != nil {
+				r.hist.problem("%v", err)
+			}
+		case Stop:
+			c := r.members.randomChild(group, rng)
+			if c == nil {
+				continue
+			}
+			d := between(rng, stopFor)
+			r.logf("process faults: SIGSTOP %s for %v", c.log.name, d.Round(time.Millisecond))
+			paused.Go(func() {
+				stopped := c.pause(d)
+				r.members.add(c)
+				if stopped {
+					r.hist.fault(Stop, "sigstop", 1)
+					r.faultEnded()
+				}
+			})
+			round = round[1:]
+			continue
+		}
+		round = round[1:]
+		r.faultEnded()
+	}
+}
+
+// faultEnded records that a fault ended now.
+func (r *run) faultEnded() {
+	now := time.Now().UnixNano()
+	for {
+		last := r.lastFault.Load()
+		if now <= last || r.lastFault.CompareAndSwap(last, now) {
+			return
 		}
 	}
 }

@@ -51,7 +51,7 @@ func TestFaultKinds(t *testing.T) {
 	if got := (Kill | Timeouts | BadInput).Kinds(); len(got) != 3 || got[0] != Kill || got[1] != Timeouts || got[2] != BadInput {
 		t.Errorf("kinds %v", got)
 	}
-	if n := len(AllFaults.Kinds()); n != len(faultNames) {
-		t.Errorf("AllFaults has %d kinds, want %d", n, len(faultNames))
+	if n := len(everyFault.Kinds()); n != len(faultNames) {
+		t.Errorf("everyFault has %d kinds, want %d", n, len(faultNames))
 	}
 }

@@ -33,14 +33,17 @@ const (
 // memberConfig is what a member needs to run; child processes get it as
 // JSON in their environment.
 type memberConfig struct {
-	Name      string
-	Group     string
-	Topic     string
-	Brokers   []string
-	Registry  string
-	Dir       string // the run's directory: the store and the sink control
-	Order     consumer.Ordering
-	Timing    Timing
+	Name     string
+	Group    string
+	Topic    string
+	Brokers  []string
+	Registry string
+	Dir      string // the run's directory: the store and the sink control
+	Order    consumer.Ordering
+	Timing   Timing
+	// Defaults makes the member pass none of Timing's options, nor its
+	// fetch wait and retry backoff: it runs with the library's defaults.
+	Defaults  bool
 	SlowEvery int // every SlowEvery-th offset takes slowTime to handle; 0 for none
 }
 
@@ -70,6 +73,20 @@ var DefaultTiming = Timing{
 	RequestOverhead: 3 * time.Second,
 	Commit:          200 * time.Millisecond,
 	DLQWrite:        time.Second,
+}
+
+// LibraryTiming is what the library's defaults are (consumer/options.go,
+// kgo's request overhead, dlq.WriteTimeout), for a scenario whose members
+// run with them (Scenario.LibraryDefaults): they do not pass it.
+var LibraryTiming = Timing{
+	Session:         45 * time.Second,
+	Heartbeat:       3 * time.Second,
+	Rebalance:       time.Minute,
+	Revoke:          30 * time.Second,
+	Shutdown:        30 * time.Second,
+	RequestOverhead: 10 * time.Second,
+	Commit:          time.Second,
+	DLQWrite:        10 * time.Second,
 }
 
 var (
@@ -105,16 +122,18 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 	if err != nil {
 		return err
 	}
-	router, err := dlq.New(
+	dlqOpts := []dlq.RouterOpt{
 		dlq.SeedBrokers(cfg.Brokers...),
-		dlq.WriteTimeout(t.DLQWrite),
 		// The workload's unknown schema IDs never appear: waiting the
 		// default minute for them would outlast a scenario.
-		dlq.UncertainFor(200*time.Millisecond),
+		dlq.UncertainFor(200 * time.Millisecond),
 		dlq.Breaker(20, 0.5, time.Second),
 		dlq.WithLogger(log),
-		dlq.ClientOpts(kgo.RequestTimeoutOverhead(t.RequestOverhead)),
-	)
+	}
+	if !cfg.Defaults {
+		dlqOpts = append(dlqOpts, dlq.WriteTimeout(t.DLQWrite), dlq.ClientOpts(kgo.RequestTimeoutOverhead(t.RequestOverhead)))
+	}
+	router, err := dlq.New(dlqOpts...)
 	if err != nil {
 		return err
 	}
@@ -144,7 +163,7 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 		return decode.Handle(ctx, r)
 	})
 
-	c, err := consumer.New(handler,
+	opts := []consumer.Opt{
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(cfg.Topic),
 		consumer.Group(cfg.Group),
@@ -158,20 +177,24 @@ func runMember(ctx context.Context, cfg memberConfig, emit func(Event), log *slo
 		consumer.WithLogger(log),
 		consumer.Order(cfg.Order),
 		consumer.Workers(8),
-		consumer.CommitInterval(t.Commit),
-		consumer.RevokeTimeout(t.Revoke),
-		consumer.ShutdownTimeout(t.Shutdown),
-		consumer.RetryBackoff(5*time.Millisecond, 100*time.Millisecond),
 		consumer.MaxInFlight(2000),
 		consumer.MaxInFlightPerPartition(200),
-		consumer.ClientOpts(
-			kgo.SessionTimeout(t.Session),
-			kgo.HeartbeatInterval(t.Heartbeat),
-			kgo.RebalanceTimeout(t.Rebalance),
-			kgo.RequestTimeoutOverhead(t.RequestOverhead),
-			kgo.FetchMaxWait(100*time.Millisecond),
-		),
-	)
+	}
+	if !cfg.Defaults {
+		opts = append(opts,
+			consumer.CommitInterval(t.Commit),
+			consumer.RevokeTimeout(t.Revoke),
+			consumer.ShutdownTimeout(t.Shutdown),
+			consumer.RetryBackoff(5*time.Millisecond, 100*time.Millisecond),
+			consumer.ClientOpts(
+				kgo.SessionTimeout(t.Session),
+				kgo.HeartbeatInterval(t.Heartbeat),
+				kgo.RebalanceTimeout(t.Rebalance),
+				kgo.RequestTimeoutOverhead(t.RequestOverhead),
+				kgo.FetchMaxWait(100*time.Millisecond),
+			))
+	}
+	c, err := consumer.New(handler, opts...)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,18 @@ type Scenario struct {
 	Order      consumer.Ordering
 	Seed       uint64
 	Timing     Timing
+	// LibraryDefaults runs the members with the library's own default
+	// timeouts: they pass none of Timing's options, and Timing is set to
+	// LibraryTiming, what those defaults are, for the recovery bound.
+	LibraryDefaults bool
+	// RecoveryBound, unless 0, bounds the time from the end of the last
+	// fault until the members that survived the faults, left running,
+	// brought every group's position to the end of every partition; a run
+	// that takes longer fails, naming the bound. The members are stopped
+	// after that, or after DrainTimeout.
+	RecoveryBound time.Duration
+	// RecoveryReason says what RecoveryBound is made of, for its failure.
+	RecoveryReason string
 	// SlowEvery makes every SlowEvery-th offset of a partition take 300 ms
 	// to handle, longer than the commit interval, as a sink's tail latency
 	// would; 0 for none.
@@ -70,6 +82,11 @@ type Summary struct {
 	Report   *Report
 	MaxLag   int64 // the largest lag of a group, in records, sampled during the faults
 	Took     time.Duration
+	// Recovery is the time from the end of the last fault until the
+	// surviving members drained every group, with RecoveryBound; 0 if not
+	// measured. GroupRecovery is the same by group.
+	Recovery      time.Duration
+	GroupRecovery map[string]time.Duration
 }
 
 const (
@@ -92,6 +109,9 @@ type run struct {
 	dlqTopicID      [16]byte
 	groups          []string
 	maxLag          atomic.Int64
+	lastFault       atomic.Int64 // when the last fault ended, in Unix ns; see faultEnded
+	recovered       time.Time    // when the surviving members drained every group
+	groupRecovery   map[string]time.Duration
 
 	sleptMu sync.Mutex
 	slept   map[kmsg.Request]time.Time
@@ -104,6 +124,9 @@ type run struct {
 func Run(t testing.TB, sc Scenario) *Summary {
 	t.Helper()
 	began := time.Now()
+	if sc.LibraryDefaults {
+		sc.Timing = LibraryTiming
+	}
 	if sc.Timing == (Timing{}) {
 		sc.Timing = DefaultTiming
 	}
@@ -180,7 +203,7 @@ func Run(t testing.TB, sc Scenario) *Summary {
 
 	for _, g := range sc.Groups {
 		for range sc.Children {
-			if err := r.members.startChild(g); err != nil {
+			if _, err := r.members.startChild(g); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -190,6 +213,10 @@ func Run(t testing.TB, sc Scenario) *Summary {
 	}
 
 	r.chaos(wl)
+	if sc.RecoveryBound > 0 {
+		r.logf("faults stopped after %v; waiting for the members to drain the groups", time.Since(began).Round(time.Millisecond))
+		r.awaitRecovery()
+	}
 	r.logf("faults stopped after %v; stopping members", time.Since(began).Round(time.Millisecond))
 	if err := r.members.stopAll(); err != nil {
 		r.hist.problem("%v", err)
@@ -197,9 +224,25 @@ func Run(t testing.TB, sc Scenario) *Summary {
 	final := r.drain()
 	rep := Check(r.hist, final, CheckOpts{Topic: topic, Order: sc.Order, Faults: sc.Faults})
 	s := &Summary{Scenario: sc, Report: rep, MaxLag: r.maxLag.Load(), Took: time.Since(began)}
+	if last := r.lastFault.Load(); last != 0 && !r.recovered.IsZero() {
+		s.Recovery = r.recovered.Sub(time.Unix(0, last))
+	}
+	s.GroupRecovery = r.groupRecovery
 	vs := rep.Violations()
 	for _, v := range vs {
 		t.Error(v)
+	}
+	if sc.RecoveryBound > 0 {
+		switch {
+		case r.lastFault.Load() == 0:
+			t.Errorf("scenario %s: no fault recorded its end, so the recovery bound %v cannot be checked", sc.Name, sc.RecoveryBound)
+		case r.recovered.IsZero():
+			t.Errorf("scenario %s: the members did not drain the groups within %v of the last fault, beyond the recovery bound %v (%s)",
+				sc.Name, sc.DrainTimeout, sc.RecoveryBound, sc.RecoveryReason)
+		case s.Recovery > sc.RecoveryBound:
+			t.Errorf("scenario %s: the members drained the groups %v after the last fault, beyond the recovery bound %v (%s)",
+				sc.Name, s.Recovery.Round(time.Millisecond), sc.RecoveryBound, sc.RecoveryReason)
+		}
 	}
 	if len(vs) > 0 {
 		t.Errorf("scenario %s (faults %v) failed with seed %d", sc.Name, sc.Faults, sc.Seed)
@@ -236,7 +279,12 @@ func (r *run) chaos(wl *workload) {
 		rng := r.rand(uint64(f))
 		wg.Go(func() { fn(ctx, rng) })
 	}
-	inject(Kill, r.injectKills)
+	if r.sc.Faults&(ProcessFaults&^Kill) != 0 {
+		// Kill is one beat of the process faults' rhythm.
+		inject(ProcessFaults, r.injectProcessFaults)
+	} else {
+		inject(Kill, r.injectKills)
+	}
 	inject(Storm, r.injectStorm)
 	inject(FetchErrors, func(ctx context.Context, rng *rand.Rand) {
 		r.injectBrokerErrors(ctx, rng, FetchErrors, 0.3, []brokerError{{key: kmsg.Fetch, topic: r.topic,
@@ -350,6 +398,40 @@ func (r *run) drain() Final {
 	return final
 }
 
+// awaitRecovery waits, with the faults over and the members that survived
+// them running, until every group's position reached the end of the
+// topic, and records when in r.recovered; it gives up DrainTimeout after
+// the last fault.
+func (r *run) awaitRecovery() {
+	end := r.cluster.EndOffsets(r.t, r.topic)
+	from := time.Now()
+	if last := r.lastFault.Load(); last != 0 {
+		from = time.Unix(0, last)
+	}
+	deadline := from.Add(r.sc.DrainTimeout)
+	pending := slices.Clone(r.groups)
+	r.groupRecovery = make(map[string]time.Duration)
+	for len(pending) > 0 {
+		pending = slices.DeleteFunc(pending, func(g string) bool {
+			if !r.drained(g, end) {
+				return false
+			}
+			r.groupRecovery[g] = time.Since(from)
+			r.logf("group %s drained by its members %v after the last fault", g, time.Since(from).Round(time.Millisecond))
+			return true
+		})
+		if len(pending) == 0 {
+			r.recovered = time.Now()
+			return
+		}
+		if time.Now().After(deadline) {
+			r.logf("groups %v not drained by their members %v after the last fault", pending, r.sc.DrainTimeout)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // drained reports whether group's position reached end in every
 // partition: its commit, or for the additive group its store's checkpoint,
 // from which CheckpointSkip resumes.
@@ -444,20 +526,33 @@ func (s *memberSet) config(group, kind string) memberConfig {
 		Dir:       s.r.dir,
 		Order:     s.r.sc.Order,
 		Timing:    s.r.sc.Timing,
+		Defaults:  s.r.sc.LibraryDefaults,
 		SlowEvery: s.r.sc.SlowEvery,
 	}
 }
 
-func (s *memberSet) startChild(group string) error {
+func (s *memberSet) startChild(group string) (*child, error) {
 	cfg := s.config(group, "p")
 	c, err := startChild(cfg, s.r.hist.member(cfg.Name, group), s.r.dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	s.add(c)
+	return c, nil
+}
+
+// add puts c in the set.
+func (s *memberSet) add(c *child) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.children = append(s.children, c)
-	return nil
+}
+
+// remove takes c out of the set.
+func (s *memberSet) remove(c *child) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.children = slices.DeleteFunc(s.children, func(x *child) bool { return x == c })
 }
 
 // randomChild takes a random child of group out of the set.
@@ -587,6 +682,17 @@ func (s *Summary) String() string {
 		fmt.Fprintf(&b, ", violations %d\n", len(g.Violations)+g.violationsCut)
 	}
 	fmt.Fprintf(&b, "  max lag %d records, max produce-to-handle latency %v", s.MaxLag, rep.MaxLatency.Round(time.Millisecond))
+	if s.Recovery > 0 {
+		fmt.Fprintf(&b, "\n  recovery: the members drained every group %v after the last fault", s.Recovery.Round(time.Millisecond))
+		var parts []string
+		for _, g := range slices.Sorted(maps.Keys(s.GroupRecovery)) {
+			parts = append(parts, fmt.Sprintf("%s %v", g, s.GroupRecovery[g].Round(time.Millisecond)))
+		}
+		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
+		if s.Scenario.RecoveryBound > 0 {
+			fmt.Fprintf(&b, " (bound %v: %s)", s.Scenario.RecoveryBound, s.Scenario.RecoveryReason)
+		}
+	}
 	return b.String()
 }
 
