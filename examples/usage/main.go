@@ -72,7 +72,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.checkpointEvery, "checkpoint-every", 500*time.Millisecond, "how often each partition's checkpoint is written; a restart handles at most this much again, writing nothing new")
 	fs.DurationVar(&cfg.commitInterval, "commit-interval", time.Second, "how often offsets are committed to Kafka, for lag tools")
 	fs.DurationVar(&cfg.session, "session-timeout", 45*time.Second, "group session timeout: how long a killed member keeps its partitions")
-	fs.IntVar(&cfg.batch, "batch", 256, "most usage records written in one insert")
+	fs.IntVar(&cfg.batch, "batch", 256, "most readings per batch; a batch's usage records are written in one insert")
 	fs.BoolVar(&cfg.naive, "naive", false, "run the field's approach instead, for comparison: auto-commit and a checkpoint written separately")
 	fs.DurationVar(&cfg.naiveCommit, "naive-commit-every", 5*time.Second, "with -naive, how often polled offsets are committed")
 	if err := svc.Parse(fs, args); err != nil {
@@ -154,8 +154,7 @@ func sessionOpts(session time.Duration) []kgo.Opt {
 }
 
 func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTTP, ln net.Listener, codec *serde.Avro[telemetry.Telemetry], db *mongo.Database) error {
-	inserts := newInserter(db.Collection("usage"), cfg.batch, web.Registry)
-	st := newStore(db, inserts, web.Registry)
+	st := newStore(db, web.Registry)
 	skip := recovery.NewCheckpointSkip(st, recovery.StartWithoutCheckpoint(startOffset(cfg.start)), recovery.WithLogger(logger))
 	router, err := dlq.New()
 	if err != nil {
@@ -166,10 +165,14 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 	if err != nil {
 		return err
 	}
-	c, err := consumer.New(serde.Handle(codec, st.apply), append([]consumer.Opt{
+	// One batch gathers the readings waiting in every partition, so that
+	// their usage records go out in one insert.
+	c, err := consumer.NewBatch(st.handler(codec), append([]consumer.Opt{
 		consumer.SeedBrokers(cfg.Brokers...),
 		consumer.Topics(telemetry.Topic),
 		consumer.Group(cfg.group),
+		consumer.BatchMaxRecords(cfg.batch),
+		consumer.BatchAcrossPartitions(),
 		consumer.With(skip, router, monitor),
 		consumer.CommitInterval(cfg.commitInterval),
 		consumer.OnRevoked(func(ctx context.Context, partitions map[string][]int32) {
@@ -187,10 +190,9 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 	web.Ready(monitor.Ready)
 	web.Health(monitor.Healthy)
 
-	// The inserter and the checkpoint writer outlive the consumer's drain.
+	// The checkpoint writer outlives the consumer's drain.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{}, 2)
-	go func() { inserts.run(bg); done <- struct{}{} }()
+	done := make(chan struct{}, 1)
 	go func() {
 		st.checkpointEvery(bg, cfg.checkpointEvery, func(err error) { logger.Warn("writing checkpoints", "err", err) })
 		done <- struct{}{}
@@ -203,7 +205,6 @@ func runExact(ctx context.Context, cfg config, logger *slog.Logger, web *svc.HTT
 		err = errors.Join(err, fmt.Errorf("final checkpoints: %w", ferr))
 	}
 	stopBG()
-	<-done
 	<-done
 	return err
 }

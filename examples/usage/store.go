@@ -16,9 +16,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
 	"github.com/kconsumer/kconsumer/fault"
 	"github.com/kconsumer/kconsumer/recovery"
+	"github.com/kconsumer/kconsumer/serde"
 )
 
 // The store keeps usage exact across any crash with two kinds of document.
@@ -35,7 +37,8 @@ import (
 // offset: the state the next delta needs. It is written (replaced whole)
 // every few hundred milliseconds, only ever with an offset whose records'
 // usage records are all written, so the pair is consistent whenever it is
-// read. After a restart or a rebalance, the partition resumes after the
+// read: a batch's readings become their partitions' state, and their
+// offsets the partitions' offsets, only once the batch's insert returned. After a restart or a rebalance, the partition resumes after the
 // offset with that state: the records in between are handled again,
 // produce the same usage records, and their inserts are no-ops. No crash
 // point (between two inserts, between the inserts and the checkpoint, in a
@@ -44,8 +47,12 @@ import (
 type store struct {
 	usage       *mongo.Collection
 	checkpoints *mongo.Collection
-	inserts     *inserter
-	written     prometheus.Counter
+	timeout     time.Duration // of one insert
+
+	written    prometheus.Counter
+	inserted   prometheus.Counter
+	duplicates prometheus.Counter
+	batches    prometheus.Histogram
 
 	mu    sync.Mutex
 	parts map[partKey]*partition // partitions owned, with their state
@@ -58,8 +65,9 @@ type partKey struct {
 	partition int32
 }
 
-// partition is the state of one owned partition. Only the partition's
-// handler goroutine changes it; the checkpoint writer reads it under mu.
+// partition is the state of one owned partition. Only the handler of the
+// partition's records changes it (one batch or record of a partition is in
+// hand at a time); the checkpoint writer reads it under mu.
 type partition struct {
 	id      string // _id of its checkpoint document
 	topic   string
@@ -98,17 +106,30 @@ type lastReading struct {
 	KmTot       float64 `bson:"km_tot"`
 }
 
-func newStore(db *mongo.Database, inserts *inserter, reg prometheus.Registerer) *store {
+// duplicateKey is MongoDB's error code for a second document with an _id.
+const duplicateKey = 11000
+
+func newStore(db *mongo.Database, reg prometheus.Registerer) *store {
 	s := &store{
 		usage:       db.Collection("usage"),
 		checkpoints: db.Collection("usage_checkpoints"),
-		inserts:     inserts,
+		timeout:     30 * time.Second,
 		written: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "usage_checkpoints_written_total", Help: "Checkpoint documents written.",
 		}),
+		inserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "usage_records_inserted_total", Help: "Usage records written.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "usage_records_duplicate_total", Help: "Usage records already written, by an earlier run or another member: replays that changed nothing.",
+		}),
+		batches: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "usage_insert_batch_records", Help: "Usage records per insert.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
 		parts: make(map[partKey]*partition),
 	}
-	reg.MustRegister(s.written)
+	reg.MustRegister(s.written, s.inserted, s.duplicates, s.batches)
 	return s
 }
 
@@ -165,43 +186,151 @@ func (s *store) partition(ctx context.Context, topic string, p int32) (*partitio
 	return s.partition(ctx, topic, p)
 }
 
-// apply handles one reading: it writes the usage record of its delta, if
-// it counts, and then makes the reading its sensor's last.
-func (s *store) apply(ctx context.Context, r *kgo.Record, t telemetry.Telemetry) error {
-	if err := t.Validate(); err != nil {
-		return fault.MarkPoison(err)
-	}
-	if string(r.Key) != t.SensorID {
-		// Per-sensor order holds only if the sensor id picks the partition.
-		return fault.MarkPoison(fmt.Errorf("key %q is not the sensor id %q", r.Key, t.SensorID))
-	}
-	part, err := s.partition(ctx, r.Topic, r.Partition)
-	if err != nil {
-		return fault.MarkRetriable(err)
-	}
-	if r.Offset <= part.offset {
-		return nil // applied before this partition was last loaded
-	}
-	if prev, ok := part.last[t.SensorID]; ok {
-		hours, km, counted := telemetry.Delta(telemetry.Odometry{HoursTot: prev.HoursTot, KmTot: prev.KmTot}, t.Odometry)
-		if counted {
-			rec := usageRecord{
-				ID:         recovery.CheckpointOf(r).String(),
-				SensorID:   t.SensorID,
-				Date:       telemetry.Date(t.TimestampMs),
-				DeltaHours: hours,
-				DeltaKm:    km,
-			}
-			if err := s.inserts.insert(ctx, rec); err != nil {
-				return fault.MarkRetriable(err)
+// handler is the batch handler of the service: it decodes the readings of
+// a batch with values and writes them with write. A record that does not
+// decode is named in a *consumer.BatchError after the readings before it
+// are written, so that it goes to the dead-letter router on its own.
+func (s *store) handler(values serde.Decoder[telemetry.Telemetry]) consumer.BatchHandler {
+	return consumer.BatchHandlerFunc(func(ctx context.Context, recs []*kgo.Record) error {
+		ts := make([]telemetry.Telemetry, len(recs))
+		for i, r := range recs {
+			if err := values.Decode(ctx, r.Topic, r.Value, &ts[i]); err != nil {
+				if werr := s.write(ctx, recs[:i], ts[:i]); werr != nil {
+					return werr
+				}
+				return &consumer.BatchError{Index: i, Err: err}
 			}
 		}
+		return s.write(ctx, recs, ts)
+	})
+}
+
+// step is what a reading of a batch does to its partition's state once the
+// batch's usage records are written.
+type step struct {
+	index int // in the batch
+	part  *partition
+	last  lastReading
+	off   int64
+}
+
+// write handles a batch of readings, ts[i] decoded from recs[i]: it
+// computes the delta of each against the previous reading of its sensor
+// (in the batch, or its partition's state), writes the usage records of
+// those that count in one unordered insert, and only then makes each
+// reading its sensor's last and its offset its partition's. A reading
+// that cannot be handled, or whose usage record failed to write, is named
+// in a *consumer.BatchError: the readings before it are done, and no state
+// changes for it or any reading after it.
+func (s *store) write(ctx context.Context, recs []*kgo.Record, ts []telemetry.Telemetry) error {
+	stop, stopErr := len(recs), error(nil) // the first reading that cannot be handled
+	var steps []step
+	var docs []any
+	var docIndex []int // batch index of each doc
+	pending := make(map[*partition]map[string]lastReading)
+	for i, r := range recs {
+		t := ts[i]
+		if err := t.Validate(); err != nil {
+			stop, stopErr = i, fault.MarkPoison(err)
+			break
+		}
+		if string(r.Key) != t.SensorID {
+			// Per-sensor order holds only if the sensor id picks the partition.
+			stop, stopErr = i, fault.MarkPoison(fmt.Errorf("key %q is not the sensor id %q", r.Key, t.SensorID))
+			break
+		}
+		part, err := s.partition(ctx, r.Topic, r.Partition)
+		if err != nil {
+			stop, stopErr = i, fault.MarkRetriable(err)
+			break
+		}
+		if r.Offset <= part.offset {
+			continue // applied before this partition was last loaded
+		}
+		lasts := pending[part]
+		if lasts == nil {
+			lasts = make(map[string]lastReading)
+			pending[part] = lasts
+		}
+		prev, ok := lasts[t.SensorID]
+		if !ok {
+			prev, ok = part.last[t.SensorID]
+		}
+		if ok {
+			hours, km, counted := telemetry.Delta(telemetry.Odometry{HoursTot: prev.HoursTot, KmTot: prev.KmTot}, t.Odometry)
+			if counted {
+				docs = append(docs, usageRecord{
+					ID:         recovery.CheckpointOf(r).String(),
+					SensorID:   t.SensorID,
+					Date:       telemetry.Date(t.TimestampMs),
+					DeltaHours: hours,
+					DeltaKm:    km,
+				})
+				docIndex = append(docIndex, i)
+			}
+		}
+		last := lastReading{SensorID: t.SensorID, TimestampMs: t.TimestampMs, HoursTot: t.Odometry.HoursTot, KmTot: t.Odometry.KmTot}
+		lasts[t.SensorID] = last
+		steps = append(steps, step{index: i, part: part, last: last, off: r.Offset})
 	}
-	part.mu.Lock()
-	part.last[t.SensorID] = lastReading{SensorID: t.SensorID, TimestampMs: t.TimestampMs, HoursTot: t.Odometry.HoursTot, KmTot: t.Odometry.KmTot}
-	part.offset = r.Offset
-	part.mu.Unlock()
+
+	failed, failErr := len(recs), error(nil) // the first reading whose usage record is not written
+	if len(docs) > 0 {
+		if d, err := s.insert(ctx, docs); d >= 0 {
+			failed, failErr = docIndex[d], fault.MarkRetriable(err)
+		}
+	}
+	for _, st := range steps {
+		if st.index >= failed {
+			break
+		}
+		st.part.mu.Lock()
+		st.part.last[st.last.SensorID] = st.last
+		st.part.offset = st.off
+		st.part.mu.Unlock()
+	}
+	switch {
+	case failed < stop:
+		return &consumer.BatchError{Index: failed, Err: failErr}
+	case stop < len(recs):
+		return &consumer.BatchError{Index: stop, Err: stopErr}
+	}
 	return nil
+}
+
+// insert writes docs in one unordered insert. It returns the index of the
+// first document that is not written (now or before) and why, or -1 when
+// every document is written.
+func (s *store) insert(ctx context.Context, docs []any) (int, error) {
+	s.batches.Observe(float64(len(docs)))
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	_, err := s.usage.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		s.inserted.Add(float64(len(docs)))
+		return -1, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		return 0, fmt.Errorf("inserting usage records: %w", err)
+	}
+	first, firstErr := -1, error(nil)
+	failed := 0
+	for _, we := range bwe.WriteErrors {
+		if we.Index < 0 || we.Index >= len(docs) {
+			continue
+		}
+		failed++
+		if we.Code == duplicateKey {
+			s.duplicates.Inc()
+			continue
+		}
+		if first < 0 || we.Index < first {
+			first, firstErr = we.Index, fmt.Errorf("inserting usage record %s: %w", docs[we.Index].(usageRecord).ID, we)
+		}
+	}
+	s.inserted.Add(float64(len(docs) - failed))
+	return first, firstErr
 }
 
 // writeCheckpoints writes the checkpoint of each partition in parts (all

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/kconsumer/kconsumer/consumer"
 	"github.com/kconsumer/kconsumer/examples/internal/devstack"
 	"github.com/kconsumer/kconsumer/examples/internal/telemetry"
 	"github.com/kconsumer/kconsumer/fault"
@@ -35,16 +36,20 @@ func startMongo(t *testing.T) *mongo.Client {
 	return mc
 }
 
-// testStore returns a store on db with its inserter running.
+// testStore returns a store on db.
 func testStore(t *testing.T, db *mongo.Database) *store {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	ins := newInserter(db.Collection("usage"), 16, reg)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { ins.run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return newStore(db, ins, reg)
+	return newStore(db, prometheus.NewRegistry())
+}
+
+// apply handles one reading as a batch of one, and returns the error of
+// the reading.
+func (s *store) apply(ctx context.Context, r *kgo.Record, t telemetry.Telemetry) error {
+	err := s.write(ctx, []*kgo.Record{r}, []telemetry.Telemetry{t})
+	if be, ok := errors.AsType[*consumer.BatchError](err); ok && be.Index == 0 {
+		return be.Err
+	}
+	return err
 }
 
 // readings returns n rounds of readings of three sensors on partition 0,
@@ -352,4 +357,68 @@ func TestUsageRefusesReadingsItCannotOrder(t *testing.T) {
 func nan() float64 {
 	var zero float64
 	return zero / zero
+}
+
+// fakeDecoder decodes a record's value as the index of a reading in ts,
+// and refuses the values "garbage".
+type fakeDecoder []telemetry.Telemetry
+
+func (d fakeDecoder) Decode(_ context.Context, _ string, data []byte, v *telemetry.Telemetry) error {
+	var i int
+	if _, err := fmt.Sscan(string(data), &i); err != nil || i < 0 || i >= len(d) {
+		return fault.MarkPoison(fmt.Errorf("cannot decode %q", data))
+	}
+	*v = d[i]
+	return nil
+}
+
+// TestUsageBatchesNameTheRecordThatFails hands the handler the readings in
+// batches, with a record that does not decode and one that is not valid in
+// the middle: the handler writes what comes before each, names it in a
+// BatchError, and the totals of the rest, handled after it, are exact.
+func TestUsageBatchesNameTheRecordThatFails(t *testing.T) {
+	mc := startMongo(t)
+	ctx := context.Background()
+	db := mc.Database("batches")
+	s := testStore(t, db)
+	if _, err := s.Checkpoints(ctx, telemetry.Topic, []int32{0}); err != nil {
+		t.Fatal(err)
+	}
+	recs, ts := readings(8)
+	want := truthOf(ts)
+	for i, r := range recs {
+		r.Value = fmt.Appendf(nil, "%d", i)
+	}
+	// Two bad records, at offsets after the readings, in the batch.
+	garbage := &kgo.Record{Topic: telemetry.Topic, Partition: 0, Key: []byte("sensor-0"), Value: []byte("garbage")}
+	invalid := &kgo.Record{Topic: telemetry.Topic, Partition: 0, Key: []byte("sensor-1"), Value: []byte("0")}
+	all := append([]*kgo.Record(nil), recs[:7]...)
+	all = append(all, garbage)
+	all = append(all, recs[7:15]...)
+	all = append(all, invalid)
+	all = append(all, recs[15:]...)
+	for i, r := range all {
+		r.Offset = int64(i)
+	}
+	h := s.handler(fakeDecoder(ts))
+	var failed []int64
+	for len(all) > 0 {
+		err := h.HandleBatch(ctx, all[:min(10, len(all))])
+		if err == nil {
+			all = all[min(10, len(all)):]
+			continue
+		}
+		be, ok := errors.AsType[*consumer.BatchError](err)
+		if !ok || !errors.Is(err, fault.ErrPoison) {
+			t.Fatalf("batch at offset %d: %v, want a poison BatchError", all[0].Offset, err)
+		}
+		failed = append(failed, all[be.Index].Offset)
+		all = all[be.Index+1:] // dead-lettered; the rest come again
+	}
+	if len(failed) != 2 || failed[0] != garbage.Offset || failed[1] != invalid.Offset {
+		t.Errorf("failed offsets %v, want %d and %d", failed, garbage.Offset, invalid.Offset)
+	}
+	if got := totalsOf(t, db); !sameTotals(got, want) {
+		t.Errorf("totals %v, want %v", got, want)
+	}
 }
