@@ -165,7 +165,7 @@ func TestBatchPoisonIsDeadLetteredAndTheRestHandled(t *testing.T) {
 				t.Fatalf("%d records done, want the %d good ones once each", n, len(produced)-len(bad))
 			}
 			var letters []string
-			for _, l := range readAll(t, cluster, topic+".dlq") {
+			for _, l := range cluster.ReadAll(t, topic+".dlq") {
 				var p, o string
 				for _, h := range l.Headers {
 					switch h.Key {
@@ -192,31 +192,6 @@ func TestBatchPoisonIsDeadLetteredAndTheRestHandled(t *testing.T) {
 			})
 		})
 	}
-}
-
-// readAll returns every record of topic up to its end offsets now.
-func readAll(t *testing.T, cluster *kafkatest.Cluster, topic string) []*kgo.Record {
-	t.Helper()
-	var want int64
-	for _, end := range cluster.EndOffsets(t, topic) {
-		want += end
-	}
-	if want == 0 {
-		return nil
-	}
-	cl := cluster.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var out []*kgo.Record
-	for int64(len(out)) < want {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatalf("reading %s: got %d of %d records: %v", topic, len(out), want, err)
-		}
-		out = append(out, fs.Records()...)
-	}
-	return out
 }
 
 // A revokeCase runs member a until it did the topic's first 200 records,

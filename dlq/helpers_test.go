@@ -119,32 +119,6 @@ func produceValues(t *testing.T, c *kafkatest.Cluster, values ...string) []*kgo.
 	return recs
 }
 
-// readTopic returns every record of topic, waiting for them up to the end
-// offsets seen when it is called.
-func readTopic(t *testing.T, c *kafkatest.Cluster, topic string) []*kgo.Record {
-	t.Helper()
-	var want int64
-	for _, end := range c.EndOffsets(t, topic) {
-		want += end
-	}
-	if want == 0 {
-		return nil
-	}
-	cl := c.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var out []*kgo.Record
-	for int64(len(out)) < want {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			t.Fatalf("reading %s: got %d of %d records: %v", topic, len(out), want, err)
-		}
-		out = append(out, fs.Records()...)
-	}
-	return out
-}
-
 // total sums offsets over partitions.
 func total(m map[int32]int64) int64 {
 	var n int64

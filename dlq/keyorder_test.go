@@ -54,7 +54,7 @@ func TestKeyOrderParksAKeyAndDeadLettersPoison(t *testing.T) {
 			t.Errorf("record %d was called %d times, want MaxAttempts 3", o, got)
 		}
 	}
-	if letters := readTopic(t, cluster, dlqTopic); len(letters) != 2 {
+	if letters := cluster.ReadAll(t, dlqTopic); len(letters) != 2 {
 		t.Fatalf("%d dead letters, want the 2 failing records", len(letters))
 	}
 	// Per key, records were handled in offset order: the parked key's

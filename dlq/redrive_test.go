@@ -101,7 +101,7 @@ func TestRedriveCopiesDeadLettersBackOnce(t *testing.T) {
 		t.Fatalf("first run: %+v, want 6 copied to %s", s, redriven)
 	}
 	var copies []*kgo.Record
-	for _, r := range readTopic(t, cluster, redriven) {
+	for _, r := range cluster.ReadAll(t, redriven) {
 		if r.Offset >= before[r.Partition] {
 			copies = append(copies, r)
 		}
@@ -155,7 +155,7 @@ func TestRedriveFiltersByClassAndOffset(t *testing.T) {
 		t.Errorf("poison from offset 1: %+v, want 1 copied, 2 skipped, 1 invalid", s)
 	}
 	var got []string
-	for _, r := range readTopic(t, cluster, redriven)[n:] {
+	for _, r := range cluster.ReadAll(t, redriven)[n:] {
 		got = append(got, string(r.Value))
 	}
 	if want := []string{"u1", "u3", "p0", "p2"}; !slices.Equal(got, want) {
@@ -185,7 +185,7 @@ func TestRedriveCrashRecopiesAtMostOneBatch(t *testing.T) {
 	if s3 := redrive(t, cluster, dlq.BatchSize(2)); s3.Copied != 0 {
 		t.Errorf("third run copied %d, want 0", s3.Copied)
 	}
-	got := values(readTopic(t, cluster, redriven)[n:])
+	got := values(cluster.ReadAll(t, redriven)[n:])
 	want := append(values(produceLater("p0", "p1", "p2", "p3", "p4"))[:s.Copied], "p0", "p1", "p2", "p3", "p4")
 	if !slices.Equal(got, want) {
 		t.Errorf("copies %v, want the crashed batch once more and then each once: %v", got, want)
@@ -227,7 +227,7 @@ func TestRedriveSkipsWhatRetentionDeleted(t *testing.T) {
 	if s := redrive(t, cluster); s.Copied != 1 {
 		t.Errorf("copied %d with two of three dead letters deleted, want 1", s.Copied)
 	}
-	if got := values(readTopic(t, cluster, redriven)[n:]); !slices.Equal(got, []string{"p2"}) {
+	if got := values(cluster.ReadAll(t, redriven)[n:]); !slices.Equal(got, []string{"p2"}) {
 		t.Errorf("copies %v, want [p2]", got)
 	}
 	if err := cluster.DeleteRecords(dlqTopic, 0, 3); err != nil {
@@ -255,7 +255,7 @@ func TestRedriveCopiesARecordDeadLetteredTwiceOnce(t *testing.T) {
 	if s.Copied != 1 || s.Duplicates != 1 {
 		t.Fatalf("redrive: %+v, want 1 copied and 1 duplicate", s)
 	}
-	if got := values(readTopic(t, cluster, redriven)); !slices.Equal(got, []string{"p7"}) {
+	if got := values(cluster.ReadAll(t, redriven)); !slices.Equal(got, []string{"p7"}) {
 		t.Errorf("redrive topic holds %v, want the record once", got)
 	}
 }
@@ -283,7 +283,7 @@ func TestRedriveTellsASourceRecordFromARedriveRecordAtTheSameOffset(t *testing.T
 	if s.Copied != 2 || s.Duplicates != 0 || s.Topics[redriven] != 2 {
 		t.Fatalf("redrive: %+v, want both copied to %s, no duplicate", s, redriven)
 	}
-	if got, want := values(readTopic(t, cluster, redriven)), []string{"from-source", "from-redrive"}; !slices.Equal(got, want) {
+	if got, want := values(cluster.ReadAll(t, redriven)), []string{"from-source", "from-redrive"}; !slices.Equal(got, want) {
 		t.Errorf("redrive topic holds %v, want %v", got, want)
 	}
 	if c := cluster.Committed(t, dlqTopic+".redrive", dlqTopic); c[0] != 2 {
@@ -341,7 +341,7 @@ func TestRedriveGrowsARedriveTopicBehindItsSource(t *testing.T) {
 	if n := partitionsOf(t, cluster, redriven); n != 3 {
 		t.Errorf("%s has %d partitions, want the source's 3", redriven, n)
 	}
-	for _, r := range readTopic(t, cluster, redriven) {
+	for _, r := range cluster.ReadAll(t, redriven) {
 		if want := map[string]int32{"old": 0, "new": 2}[string(r.Value)]; r.Partition != want {
 			t.Errorf("copy %q in partition %d, want %d", r.Value, r.Partition, want)
 		}
@@ -392,7 +392,7 @@ func TestRedriveCopiesADeadLetterOfANewSourcePartition(t *testing.T) {
 	if n := partitionsOf(t, cluster, redriven); n != 3 {
 		t.Errorf("%s has %d partitions, want the source's 3", redriven, n)
 	}
-	for _, r := range readTopic(t, cluster, redriven) {
+	for _, r := range cluster.ReadAll(t, redriven) {
 		if want := map[string]int32{"p0": 0, "p-new": 2}[string(r.Value)]; r.Partition != want {
 			t.Errorf("copy %q in partition %d, want %d", r.Value, r.Partition, want)
 		}

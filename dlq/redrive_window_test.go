@@ -45,7 +45,7 @@ func TestRedriveFiltersByFailureTime(t *testing.T) {
 	if s := redrive(t, cluster, dlq.ProgressGroup("c"), dlq.FailedBetween(time.Time{}, hour(1))); s.Copied != 1 || s.Skipped != 3 {
 		t.Errorf("failed before 1h: %+v, want 1 copied, 3 skipped", s)
 	}
-	if got, want := values(readTopic(t, cluster, redriven)), []string{"h1", "h2", "h3", "h0"}; !slices.Equal(got, want) {
+	if got, want := values(cluster.ReadAll(t, redriven)), []string{"h1", "h2", "h3", "h0"}; !slices.Equal(got, want) {
 		t.Errorf("copies %v, want %v", got, want)
 	}
 }

@@ -64,7 +64,7 @@ func TestPoisonRecordIsDeadLetteredOnceAndPartitionMovesOn(t *testing.T) {
 	if n := h.callsOf(poison); n != 1 {
 		t.Errorf("poison record handled %d times, want 1: poison is not retried", n)
 	}
-	letters := readTopic(t, cluster, dlqTopic)
+	letters := cluster.ReadAll(t, dlqTopic)
 	if len(letters) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(letters))
 	}
@@ -190,7 +190,7 @@ func TestUnclassifiedErrorsAndPanicsAreDeadLetteredAfterMaxAttempts(t *testing.T
 			t.Errorf("record %q handled %d times, want %d", c.rec.Value, n, c.calls)
 		}
 	}
-	letters := readTopic(t, cluster, deadTopic)
+	letters := cluster.ReadAll(t, deadTopic)
 	if len(letters) != 3 {
 		t.Fatalf("%d dead letters, want 3", len(letters))
 	}
@@ -256,7 +256,7 @@ func TestDeadLetterTopicFailureKeepsTheRecordUntilItRecovers(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	letters := readTopic(t, cluster, dlqTopic)
+	letters := cluster.ReadAll(t, dlqTopic)
 	if len(letters) != 1 || string(letters[0].Value) != "poison" {
 		t.Fatalf("dead letters %v, want the poison record once", letters)
 	}
@@ -313,7 +313,7 @@ func TestCrashAfterDeadLetterBeforeCommitDuplicatesAtMostOnce(t *testing.T) {
 		t.Fatalf("the poison record was handled %d times after the restart, want 1", second.callsOf(poison))
 	}
 	var copies int
-	for _, l := range readTopic(t, cluster, dlqTopic) {
+	for _, l := range cluster.ReadAll(t, dlqTopic) {
 		if p, err := dlq.Parse(l); err == nil && p.Offset == poison.Offset {
 			copies++
 		}
@@ -389,7 +389,7 @@ func TestBreakerOpensOnSystemicFailureAndResumes(t *testing.T) {
 	for _, s := range h.handled() {
 		done[s] = true
 	}
-	for _, l := range readTopic(t, cluster, dlqTopic) {
+	for _, l := range cluster.ReadAll(t, dlqTopic) {
 		p, err := dlq.Parse(l)
 		if err != nil {
 			t.Fatal(err)
@@ -484,7 +484,7 @@ func TestWriteTimeoutBoundsAnUnansweredWrite(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if letters := readTopic(t, cluster, dlqTopic); len(letters) == 0 {
+	if letters := cluster.ReadAll(t, dlqTopic); len(letters) == 0 {
 		t.Fatal("no dead letter after the broker answered again")
 	}
 }
@@ -514,7 +514,7 @@ func TestARunOfPoisonNeverOpensTheBreaker(t *testing.T) {
 	if got, want := h.handled(), []string{"0/0", "0/5", "0/6", "0/7"}; !slices.Equal(got, want) {
 		t.Errorf("handled %v, want %v", got, want)
 	}
-	letters := readTopic(t, cluster, dlqTopic)
+	letters := cluster.ReadAll(t, dlqTopic)
 	var offsets []string
 	for _, l := range letters {
 		offsets = append(offsets, string(l.Headers[slices.IndexFunc(l.Headers, func(h kgo.RecordHeader) bool { return h.Key == dlq.HeaderOffset })].Value))
@@ -566,7 +566,7 @@ func TestRouterAttachesAgainAfterAFailedNew(t *testing.T) {
 	if s := router.RouterStats(); s.DeadLettered != 1 || s.WriteFailures != 0 {
 		t.Errorf("Stats = %+v, want 1 dead letter and no write failure", s)
 	}
-	if got := values(readTopic(t, cluster, dlqTopic)); !slices.Equal(got, []string{"poison"}) {
+	if got := values(cluster.ReadAll(t, dlqTopic)); !slices.Equal(got, []string{"poison"}) {
 		t.Errorf("dead letters %v, want [poison]", got)
 	}
 }

@@ -195,7 +195,7 @@ func TestUncertainRecordsAreRetriedForABoundedTime(t *testing.T) {
 	if got := h.handled(); !slices.Equal(got, want) {
 		t.Errorf("handled %v, want %v", got, want)
 	}
-	letters := readTopic(t, cluster, dlqTopic)
+	letters := cluster.ReadAll(t, dlqTopic)
 	if len(letters) != 3 {
 		t.Fatalf("%d dead letters, want the 3 unknown records", len(letters))
 	}

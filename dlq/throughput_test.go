@@ -124,7 +124,7 @@ func TestPoisonRunDeadLettersInOrder(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	letters := readTopic(t, cluster, dlqTopic)
+	letters := cluster.ReadAll(t, dlqTopic)
 	if len(letters) != n {
 		t.Fatalf("%d dead letters, want %d", len(letters), n)
 	}

@@ -130,6 +130,32 @@ func (c *Cluster) EndOffsets(t testing.TB, topic string) map[int32]int64 {
 	return out
 }
 
+// ReadAll returns every record of topic up to the end offsets seen when it
+// is called, from the start of each partition.
+func (c *Cluster) ReadAll(t testing.TB, topic string) []*kgo.Record {
+	t.Helper()
+	var want int64
+	for _, end := range c.EndOffsets(t, topic) {
+		want += end
+	}
+	if want == 0 {
+		return nil
+	}
+	cl := c.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for int64(len(out)) < want {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("reading %s: got %d of %d records: %v", topic, len(out), want, err)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
 // WaitFor polls cond until it is true, failing the test with msg when
 // timeout passes first.
 func WaitFor(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
