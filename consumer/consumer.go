@@ -432,15 +432,25 @@ func (c *Consumer) takeWorkers(partitions map[string][]int32) []runner {
 // revoke or the shutdown is still waiting for: the partitions were lost
 // meanwhile, and the records in hand must not be stored.
 func (c *Consumer) abandonDraining(partitions map[string][]int32) {
+	for _, w := range c.drainingOf(partitions) {
+		w.part().abandon()
+	}
+}
+
+// drainingOf returns the runners of the given partitions that a revoke or
+// the shutdown took and still drains.
+func (c *Consumer) drainingOf(partitions map[string][]int32) []runner {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var ws []runner
 	for topic, ps := range partitions {
 		for _, p := range ps {
 			if w := c.draining[tp{topic, p}]; w != nil {
-				w.part().abandon()
+				ws = append(ws, w)
 			}
 		}
 	}
+	return ws
 }
 
 // stopWorkers stops ws after the record in hand and waits up to timeout for

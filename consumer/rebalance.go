@@ -56,16 +56,7 @@ func (c *Consumer) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[st
 // store later can bring a partition another member owns now back into the
 // last commit.
 func (c *Consumer) settleDraining(partitions map[string][]int32, timeout time.Duration) {
-	var ws []runner
-	c.mu.Lock()
-	for topic, ps := range partitions {
-		for _, p := range ps {
-			if w := c.draining[tp{topic, p}]; w != nil {
-				ws = append(ws, w)
-			}
-		}
-	}
-	c.mu.Unlock()
+	ws := c.drainingOf(partitions)
 	if len(ws) == 0 {
 		return
 	}
